@@ -1,0 +1,35 @@
+//! Applies the event store's migrations as the owner role (`DATABASE_ADMIN_URL`).
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let Ok(admin_url) = std::env::var("DATABASE_ADMIN_URL") else {
+        tracing::error!(
+            "DATABASE_ADMIN_URL is not set; it must name the owner role (see `./dev env`)"
+        );
+        return ExitCode::FAILURE;
+    };
+    match event_store::migrations::run(&admin_url).await {
+        Ok(()) => {
+            let latest = event_store::migrations::MIGRATOR
+                .iter()
+                .map(|m| m.version)
+                .max();
+            tracing::info!(latest_migration = ?latest, "database schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "migrations failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! A scratch database per test (feature `testing`).
+//!
+//! Each [`ScratchDatabase`] is a fresh database in the running cluster, migrated by the
+//! owner role, reached by tests through the app role exactly as the services reach
+//! theirs. It is dropped when the value is. Needs `DATABASE_ADMIN_URL` and `DATABASE_URL`
+//! (`./dev test` sets both).
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
+
+use crate::migrations::MIGRATOR;
+
+/// A migrated database of its own for one test.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    name: String,
+    admin: PgConnectOptions,
+    app: PgConnectOptions,
+}
+
+fn env_options(variable: &str) -> PgConnectOptions {
+    let url = std::env::var(variable)
+        .unwrap_or_else(|_| panic!("{variable} is not set: run the tests through `./dev test`"));
+    PgConnectOptions::from_str(&url)
+        .unwrap_or_else(|e| panic!("{variable} is not a valid URL: {e}"))
+}
+
+impl ScratchDatabase {
+    /// Creates and migrates a database named `chronicle_test_<uuid>`.
+    pub async fn create() -> Self {
+        let admin =
+            env_options("DATABASE_ADMIN_URL").log_statements(tracing::log::LevelFilter::Trace);
+        let app = env_options("DATABASE_URL").log_statements(tracing::log::LevelFilter::Trace);
+        let name = format!("chronicle_test_{}", uuid::Uuid::now_v7().simple());
+
+        let mut conn = PgConnection::connect_with(&admin)
+            .await
+            .expect("connect as the owner role");
+        // The name is ours (a UUID), never input: safe to splice.
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the scratch database (the owner role needs CREATEDB)");
+        conn.close().await.ok();
+
+        let database = Self {
+            admin: admin.database(&name),
+            app: app.database(&name),
+            name,
+        };
+        let mut owner = database.owner_connection().await;
+        MIGRATOR
+            .run(&mut owner)
+            .await
+            .expect("migrate the scratch database");
+        owner.close().await.ok();
+        database
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A pool of `chronicle_app` connections, the role the services use.
+    pub async fn app_pool(&self, max_connections: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(self.app.clone())
+            .await
+            .expect("connect as the app role")
+    }
+
+    /// A connection as `chronicle_owner`, for checking what even the owner cannot do.
+    pub async fn owner_connection(&self) -> PgConnection {
+        PgConnection::connect_with(&self.admin)
+            .await
+            .expect("connect as the owner role")
+    }
+}
+
+impl Drop for ScratchDatabase {
+    /// Drops the database from a thread of its own: `Drop` cannot await, and the test's
+    /// runtime may be shutting down. `WITH (FORCE)` ends the test's still-open
+    /// connections (the owner role is a member of `pg_signal_backend` for this).
+    fn drop(&mut self) {
+        let admin = self.admin.clone().database("postgres");
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect_with(&admin).await?;
+                sqlx::raw_sql(AssertSqlSafe(statement))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            // Left for `./dev test`, which drops leftover chronicle_test_* databases.
+            eprintln!("could not drop scratch database {}: {error}", self.name);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The language Chronicle's events are written in.
+//!
+//! # Layout
+//! - [`ids`]: identifiers every event carries: [`TenantId`], [`StreamId`].
+//! - [`envelope`]: the [`EventEnvelope`] around every stored event, and its [`EventMetadata`].
+//! - [`event`]: the [`DomainEvent`] and [`EventType`] traits that tie a Rust type to its
+//!   stored name and schema version, and decode stored payloads through upcasters.
+//! - [`values`]: validated value types (a [`CustomerName`] is valid by construction).
+//! - [`tenant`], [`user`], [`customer`]: the event types of each aggregate.
+//! - [`json_schema`]: the JSON Schema of every event type, checked in under `schemas/json/`.
+//!
+//! Events are facts: once stored they are never rewritten. A type changes by adding a
+//! version and an upcaster from the old one (see [`EventType::upcast`]).
+
+pub mod customer;
+pub mod envelope;
+pub mod event;
+pub mod ids;
+pub mod json_schema;
+pub mod tenant;
+pub mod user;
+pub mod values;
+
+pub use customer::{CustomerArchived, CustomerEvent, CustomerRegistered, CustomerUpdated};
+pub use envelope::{EventEnvelope, EventMetadata};
+pub use event::{DecodeError, DomainEvent, EventType};
+pub use ids::{InvalidId, StreamId, TenantId};
+pub use tenant::{TenantEvent, TenantReactivated, TenantRegistered, TenantSuspended};
+pub use user::{Role, UserEvent, UserRegistered};
+pub use values::{
+    AddressLine, CountryCode, CustomerName, DisplayName, EmailAddress, InvalidValue, PhoneNumber,
+    PostalAddress, Tag, Tags, TenantName, Username,
+};
