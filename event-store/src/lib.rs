@@ -8,7 +8,7 @@
 //! - [`stream`]: reading one stream forward.
 //! - [`global_log`]: reading every tenant's events in a commit-safe order, for the relay.
 //! - [`migrations`]: the schema, embedded, run by the owner role.
-//! - [`error`]: [`EventStoreError`].
+//! - [`error`]: [`EventStoreError`], what can go wrong, typed.
 //! - `testing` (feature `testing`): a scratch database per test.
 //!
 //! Invariants, each enforced where it is written down: events are immutable (grants and
