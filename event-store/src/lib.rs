@@ -8,6 +8,7 @@
 //! - [`stream`]: reading one stream forward.
 //! - [`global_log`]: reading every tenant's events in a commit-safe order, for the relay.
 //! - [`migrations`]: the schema, embedded, run by the owner role.
+//! - [`relay`]: the relay, publishing the global log to Kafka (binary `relay`).
 //! - [`error`]: [`EventStoreError`], what can go wrong, typed.
 //! - `testing` (feature `testing`): a scratch database per test.
 //!
@@ -19,6 +20,7 @@ pub mod append;
 pub mod error;
 pub mod global_log;
 pub mod migrations;
+pub mod relay;
 pub mod stream;
 pub mod tenant_scope;
 #[cfg(feature = "testing")]

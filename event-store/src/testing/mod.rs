@@ -1,4 +1,5 @@
-//! A scratch database per test (feature `testing`).
+//! Test harness (feature `testing`): a scratch database per test, and Kafka topics of
+//! its own ([`kafka`]).
 //!
 //! Each [`ScratchDatabase`] is a fresh database in the running cluster, migrated by the
 //! owner role, reached by tests through the app role exactly as the services reach
@@ -12,6 +13,8 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::migrations::MIGRATOR;
 
+pub mod kafka;
+
 /// A migrated database of its own for one test.
 #[derive(Debug)]
 pub struct ScratchDatabase {
@@ -20,10 +23,14 @@ pub struct ScratchDatabase {
     app: PgConnectOptions,
 }
 
+/// A variable `./dev test` sets; its absence means the tests were started some other way.
+pub fn env_url(variable: &str) -> String {
+    std::env::var(variable)
+        .unwrap_or_else(|_| panic!("{variable} is not set: run the tests through `./dev test`"))
+}
+
 fn env_options(variable: &str) -> PgConnectOptions {
-    let url = std::env::var(variable)
-        .unwrap_or_else(|_| panic!("{variable} is not set: run the tests through `./dev test`"));
-    PgConnectOptions::from_str(&url)
+    PgConnectOptions::from_str(&env_url(variable))
         .unwrap_or_else(|e| panic!("{variable} is not a valid URL: {e}"))
 }
 
@@ -61,6 +68,15 @@ impl ScratchDatabase {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The app role's URL for this database, for processes the test starts.
+    pub fn app_url(&self) -> String {
+        let app = env_url("DATABASE_URL");
+        match app.rsplit_once('/') {
+            Some((server, _database)) => format!("{server}/{}", self.name),
+            None => panic!("DATABASE_URL has no database part: {app}"),
+        }
     }
 
     /// A pool of `chronicle_app` connections, the role the services use.
