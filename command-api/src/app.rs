@@ -1,0 +1,221 @@
+//! [`Application`]: built from a config by `main` and by the tests alike, bound to its
+//! port before it runs (port 0 works), stopped by a cancellation token.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware;
+use axum::response::IntoResponse;
+use event_store::EventStore;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::keys::{KeyError, KeySet};
+use crate::auth::revocation::RevocationList;
+use crate::auth::token::TokenService;
+use crate::auth::{login, password};
+use crate::config::ApiConfig;
+use crate::limits::Limits;
+use crate::problem::ApiError;
+use crate::telemetry::HttpMetrics;
+use crate::tenancy::TenantRegistry;
+use crate::{customers, ops, sync, tenancy, users};
+
+/// Everything a request handler may need; one per process, shared.
+#[derive(Debug)]
+pub struct AppInner {
+    pub config: ApiConfig,
+    pub store: EventStore,
+    pub tokens: TokenService,
+    pub tenants: TenantRegistry,
+    pub revocations: RevocationList,
+    pub limits: Limits,
+    pub http_metrics: HttpMetrics,
+    /// Checked when a login names no known account, so that a miss costs as much time as
+    /// a wrong password and the two cannot be told apart.
+    pub dummy_password_hash: String,
+    /// False until the registries are loaded, and while their change feed is down.
+    pub ready: AtomicBool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<AppInner>);
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("jwt keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("listening: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("CHRONICLE_BOOTSTRAP_ADMIN: {0}")]
+    Bootstrap(String),
+}
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: ApiConfig) -> Result<Self, StartupError> {
+        let keys = KeySet::from_config(&config)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(config.database_url.expose())
+            .await?;
+        if let Some(admin) = &config.bootstrap_admin {
+            bootstrap_platform_admin(&pool, admin.expose()).await?;
+        }
+        let dummy_password_hash = password::hash(uuid::Uuid::now_v7().to_string())
+            .await
+            .map_err(|e| StartupError::Bootstrap(e.to_string()))?;
+        let tokens = TokenService::new(
+            keys,
+            config.jwt_issuer.clone(),
+            config.jwt_audience.clone(),
+            Duration::from_secs(config.jwt_ttl_secs),
+        );
+        let state = AppState(Arc::new(AppInner {
+            limits: Limits::from_config(&config),
+            store: EventStore::new(pool.clone()),
+            tokens,
+            tenants: TenantRegistry::default(),
+            revocations: RevocationList::default(),
+            http_metrics: HttpMetrics::default(),
+            dummy_password_hash,
+            ready: AtomicBool::new(false),
+            config,
+        }));
+        state.tenants.reload(&pool).await?;
+        state.revocations.reload(&pool).await?;
+        let listener = TcpListener::bind(&state.config.http_addr).await?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown`, then finishes the requests in flight.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let Self { listener, state } = self;
+        tokio::spawn(sync::follow_changes(state.0.clone(), shutdown.clone()));
+        tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
+        tracing::info!(addr = %listener.local_addr()?, "command api listening");
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    }
+}
+
+/// Every route, with the OpenAPI description generated from the handlers.
+pub fn router(state: AppState) -> Router {
+    let (router, api) = OpenApiRouter::with_openapi(ops::ApiDoc::openapi())
+        .merge(login::router())
+        .merge(tenancy::handlers::router())
+        .merge(users::router())
+        .merge(customers::handlers::router())
+        .merge(ops::router())
+        .split_for_parts();
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || std::future::ready(axum::Json(api.clone()))),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::telemetry::observe,
+        ))
+        .fallback(|| std::future::ready(ApiError::NotFound))
+        .method_not_allowed_fallback(|| std::future::ready(ApiError::MethodNotAllowed))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::Internal("handler panicked".to_owned()).into_response()
+                })),
+        )
+        .with_state(state)
+}
+
+/// Creates the first platform admin from `username:password` when none exists yet.
+async fn bootstrap_platform_admin(pool: &PgPool, spec: &str) -> Result<(), StartupError> {
+    let (username, password) = spec
+        .split_once(':')
+        .ok_or_else(|| StartupError::Bootstrap("expected `username:password`".to_owned()))?;
+    let username = schemas::Username::parse(username)
+        .map_err(|e| StartupError::Bootstrap(format!("username {e}")))?;
+    password::check_strength(password)
+        .map_err(|e| StartupError::Bootstrap(format!("password {e}")))?;
+    let exists =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM platform_admins) AS "exists!""#)
+            .fetch_one(pool)
+            .await?;
+    if exists {
+        return Ok(());
+    }
+    let hash = password::hash(password.to_owned())
+        .await
+        .map_err(|e| StartupError::Bootstrap(e.to_string()))?;
+    sqlx::query!(
+        "INSERT INTO platform_admins (user_id, username, display_name, password_hash) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (username) DO NOTHING",
+        uuid::Uuid::now_v7(),
+        username.as_str(),
+        "Platform Admin",
+        hash
+    )
+    .execute(pool)
+    .await?;
+    tracing::info!(%username, "bootstrap platform admin created");
+    Ok(())
+}
+
+/// Periodic upkeep: idle rate-limit buckets and expired idempotency records.
+async fn housekeeping(state: AppState, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(60));
+    let mut minutes = 0u64;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        state.limits.forget_idle();
+        if minutes.is_multiple_of(60) {
+            match sqlx::query_scalar!("SELECT purge_expired_idempotency_keys()")
+                .fetch_one(state.store.pool())
+                .await
+            {
+                Ok(purged) => tracing::debug!(?purged, "expired idempotency records purged"),
+                Err(error) => tracing::warn!(%error, "purging idempotency records failed"),
+            }
+        }
+        minutes += 1;
+    }
+}

@@ -1,0 +1,97 @@
+//! The API's configuration: defaults, overridden by environment variables.
+//!
+//! | variable | default |
+//! |---|---|
+//! | `CHRONICLE_HTTP_ADDR` | `127.0.0.1:8080` |
+//! | `DATABASE_URL` | the app role on `127.0.0.1:5432/chronicle` |
+//! | `CHRONICLE_JWT_KEYS_DIR` | `.chronicle/keys/jwt`: `<kid>.key.pem` signs (exactly one), every `<kid>.pub.pem` verifies |
+//! | `CHRONICLE_JWT_SIGNING_KEY`, `CHRONICLE_JWT_SIGNING_KID` | a PEM signing key from the environment instead of a file |
+//! | `CHRONICLE_JWT_ALGORITHM` | `EdDSA`; `HS256` only when set explicitly, with `CHRONICLE_JWT_HS256_SECRET` |
+//! | `CHRONICLE_JWT_ISSUER`, `CHRONICLE_JWT_AUDIENCE` | `chronicle`, `chronicle-api` |
+//! | `CHRONICLE_JWT_TTL_SECS` | `900` (15 minutes) |
+//! | `CHRONICLE_BOOTSTRAP_ADMIN` | unset; `username:password` of the first platform admin |
+//! | `CHRONICLE_LOGIN_PER_ADDRESS_PER_MINUTE` | `30` login attempts per client address |
+//! | `CHRONICLE_LOGIN_PER_ACCOUNT_PER_MINUTE` | `10` login attempts per account |
+//! | `CHRONICLE_TENANT_WRITES_PER_SECOND`, `CHRONICLE_TENANT_WRITE_BURST` | `50`, `100` writes per tenant |
+
+use std::fmt;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use serde::{Deserialize, Serialize};
+
+/// A secret string: kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiConfig {
+    pub http_addr: String,
+    pub database_url: Secret,
+    pub jwt_keys_dir: PathBuf,
+    pub jwt_signing_key: Option<Secret>,
+    pub jwt_signing_kid: Option<String>,
+    pub jwt_algorithm: String,
+    pub jwt_hs256_secret: Option<Secret>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_ttl_secs: u64,
+    pub bootstrap_admin: Option<Secret>,
+    pub login_per_address_per_minute: u32,
+    pub login_per_account_per_minute: u32,
+    pub tenant_writes_per_second: u32,
+    pub tenant_write_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:8080".to_owned(),
+            database_url: Secret::new(
+                "postgres://chronicle_app:chronicle_app@127.0.0.1:5432/chronicle",
+            ),
+            jwt_keys_dir: PathBuf::from(".chronicle/keys/jwt"),
+            jwt_signing_key: None,
+            jwt_signing_kid: None,
+            jwt_algorithm: "EdDSA".to_owned(),
+            jwt_hs256_secret: None,
+            jwt_issuer: "chronicle".to_owned(),
+            jwt_audience: "chronicle-api".to_owned(),
+            jwt_ttl_secs: 900,
+            bootstrap_admin: None,
+            login_per_address_per_minute: 30,
+            login_per_account_per_minute: 10,
+            tenant_writes_per_second: 50,
+            tenant_write_burst: 100,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Defaults, then `DATABASE_URL` and every `CHRONICLE_<FIELD>` variable.
+    pub fn from_env() -> Result<Self, Box<figment::Error>> {
+        Figment::from(Serialized::defaults(Self::default()))
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::prefixed("CHRONICLE_"))
+            .extract()
+            .map_err(Box::new)
+    }
+}

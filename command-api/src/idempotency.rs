@@ -1,0 +1,221 @@
+//! `Idempotency-Key`: the same key with the same request returns the first response and
+//! appends nothing; the same key with another request is a 422. Records last 24 hours,
+//! per tenant (platform admins' writes have a table of their own).
+//!
+//! The check, the command and the record share one transaction, and requests with the
+//! same key serialize on a transaction-scoped advisory lock: a retry that arrives while
+//! the first attempt is still running waits for it, then replays its response. Only
+//! successful responses are recorded; after a failure the key can be used again.
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use event_store::TenantId;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+
+use crate::extract::IdempotencyKey;
+use crate::problem::ApiError;
+
+/// Whose keys these are.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Tenant(TenantId),
+    Platform,
+}
+
+/// A response as recorded, and as replayed.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub replayed: bool,
+}
+
+impl StoredResponse {
+    pub fn json(status: StatusCode, headers: Vec<(String, String)>, body: &impl Serialize) -> Self {
+        let body = serde_json::to_vec(body).expect("response bodies serialize");
+        Self {
+            status,
+            headers,
+            body,
+            replayed: false,
+        }
+    }
+}
+
+impl IntoResponse for StoredResponse {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::try_from(name), HeaderValue::try_from(value))
+            {
+                headers.insert(name, value);
+            }
+        }
+        if self.replayed {
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        response
+    }
+}
+
+/// One write's idempotency: nothing to do without a key.
+#[derive(Debug)]
+pub struct Idempotency {
+    scope: Scope,
+    key: Option<String>,
+    fingerprint: String,
+}
+
+impl Idempotency {
+    /// `fingerprint` covers the method, the path and the body: "the same request".
+    pub fn new(
+        scope: Scope,
+        key: IdempotencyKey,
+        method: &Method,
+        path: &str,
+        body: &[u8],
+    ) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(method.as_str());
+        hasher.update(b" ");
+        hasher.update(path);
+        hasher.update(b"\n");
+        hasher.update(body);
+        let fingerprint = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            scope,
+            key: key.0,
+            fingerprint,
+        }
+    }
+
+    /// Call first in the write's transaction: the recorded response of an earlier request
+    /// with this key, if any (422 if that request was another one).
+    pub async fn replay(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Option<StoredResponse>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let lock_key = match &self.scope {
+            Scope::Tenant(tenant) => format!("idempotency:{tenant}:{key}"),
+            Scope::Platform => format!("idempotency:~platform:{key}"),
+        };
+        sqlx::query!(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            lock_key
+        )
+        .execute(&mut *conn)
+        .await?;
+
+        let stored = match &self.scope {
+            Scope::Tenant(tenant) => sqlx::query_as!(
+                Recorded,
+                r#"SELECT request_fingerprint, response_status, response_headers, response_body
+                   FROM idempotency_keys
+                   WHERE tenant_id = $1 AND idempotency_key = $2 AND created_at > now() - interval '24 hours'"#,
+                tenant.as_str(),
+                key
+            )
+            .fetch_optional(&mut *conn)
+            .await?,
+            Scope::Platform => sqlx::query_as!(
+                Recorded,
+                r#"SELECT request_fingerprint, response_status, response_headers, response_body
+                   FROM platform_idempotency_keys
+                   WHERE idempotency_key = $1 AND created_at > now() - interval '24 hours'"#,
+                key
+            )
+            .fetch_optional(&mut *conn)
+            .await?,
+        };
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        if stored.request_fingerprint != self.fingerprint {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        let headers: Vec<(String, String)> =
+            serde_json::from_value(stored.response_headers).map_err(ApiError::internal)?;
+        Ok(Some(StoredResponse {
+            status: StatusCode::from_u16(u16::try_from(stored.response_status).unwrap_or(200))
+                .map_err(ApiError::internal)?,
+            headers,
+            body: stored.response_body,
+            replayed: true,
+        }))
+    }
+
+    /// Call last in the write's transaction, with the response about to be sent.
+    pub async fn record(
+        &self,
+        conn: &mut PgConnection,
+        response: &StoredResponse,
+    ) -> Result<(), ApiError> {
+        let Some(key) = &self.key else { return Ok(()) };
+        let status = i16::try_from(response.status.as_u16()).map_err(ApiError::internal)?;
+        let headers = serde_json::to_value(&response.headers).map_err(ApiError::internal)?;
+        // A row that is still there must have expired (a live one was replayed), so an
+        // existing row is overwritten.
+        match &self.scope {
+            Scope::Tenant(tenant) => sqlx::query!(
+                r#"INSERT INTO idempotency_keys
+                       (tenant_id, idempotency_key, request_fingerprint, response_status, response_headers, response_body)
+                   VALUES ($1, $2, $3, $4, $5, $6)
+                   ON CONFLICT (tenant_id, idempotency_key) DO UPDATE SET
+                       request_fingerprint = EXCLUDED.request_fingerprint,
+                       response_status = EXCLUDED.response_status,
+                       response_headers = EXCLUDED.response_headers,
+                       response_body = EXCLUDED.response_body,
+                       created_at = now()"#,
+                tenant.as_str(),
+                key,
+                self.fingerprint,
+                status,
+                headers,
+                response.body
+            )
+            .execute(&mut *conn)
+            .await?,
+            Scope::Platform => sqlx::query!(
+                r#"INSERT INTO platform_idempotency_keys
+                       (idempotency_key, request_fingerprint, response_status, response_headers, response_body)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (idempotency_key) DO UPDATE SET
+                       request_fingerprint = EXCLUDED.request_fingerprint,
+                       response_status = EXCLUDED.response_status,
+                       response_headers = EXCLUDED.response_headers,
+                       response_body = EXCLUDED.response_body,
+                       created_at = now()"#,
+                key,
+                self.fingerprint,
+                status,
+                headers,
+                response.body
+            )
+            .execute(&mut *conn)
+            .await?,
+        };
+        Ok(())
+    }
+}
+
+struct Recorded {
+    request_fingerprint: String,
+    response_status: i16,
+    response_headers: serde_json::Value,
+    response_body: Vec<u8>,
+}

@@ -1,0 +1,200 @@
+//! Every error the API returns, mapped once to an RFC 9457 problem response
+//! (`application/problem+json`). Server errors log their cause and tell the client nothing
+//! internal.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Path of the field, e.g. `address.country`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthenticated(&'static str),
+    /// The same answer for an unknown tenant, an unknown user and a wrong password.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("If-Match required")]
+    PreconditionRequired,
+    #[error("version mismatch: the resource is at version {current}")]
+    PreconditionFailed { current: u64 },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("idempotency key reused with another request")]
+    IdempotencyKeyReused,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("timed out")]
+    Timeout(&'static str),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(error.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::BadRequest(detail) => detail.clone(),
+            Self::Unauthenticated(why) => (*why).to_owned(),
+            Self::InvalidCredentials => "tenant, username or password is wrong".to_owned(),
+            Self::Forbidden(why) => (*why).to_owned(),
+            Self::NotFound => "no such resource".to_owned(),
+            Self::MethodNotAllowed => "this resource does not support the method".to_owned(),
+            Self::Conflict(detail) => detail.clone(),
+            Self::PreconditionRequired => {
+                "send If-Match with the version you read (e.g. If-Match: \"3\")".to_owned()
+            }
+            Self::PreconditionFailed { current } => {
+                format!("the resource changed: it is at version {current}; read it again and retry")
+            }
+            Self::PayloadTooLarge => "the request body exceeds 1 MiB".to_owned(),
+            Self::UnsupportedMediaType => "send the body as application/json".to_owned(),
+            Self::Validation(_) => "the request has invalid fields; see errors".to_owned(),
+            Self::IdempotencyKeyReused => {
+                "this Idempotency-Key was used with another request; use a new key".to_owned()
+            }
+            Self::RateLimited { retry_after_secs } => {
+                format!("too many requests; retry in {retry_after_secs} s")
+            }
+            Self::Timeout(what) => (*what).to_owned(),
+            Self::Internal(_) => "something went wrong on our side; it has been logged".to_owned(),
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "malformed-request",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::InvalidCredentials => "invalid-credentials",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PreconditionRequired => "precondition-required",
+            Self::PreconditionFailed { .. } => "version-mismatch",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::Validation(_) => "validation",
+            Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::Timeout(_) => "timeout",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<event_store::EventStoreError> for ApiError {
+    fn from(error: event_store::EventStoreError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let retry_after = match &self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let problem = Problem {
+            problem_type: format!("https://chronicle.dev/problems/{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            instance: None,
+            errors: match self {
+                Self::Validation(errors) => errors,
+                _ => Vec::new(),
+            },
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,6 @@
+//! Tenants: the registry every request consults, and the platform admin's endpoints.
+
+pub mod handlers;
+pub mod registry;
+
+pub use registry::{Tenant, TenantRegistry, TenantStatus};
