@@ -386,3 +386,30 @@ async fn the_token_decides_the_tenant() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn rotating_the_signing_key_logs_nobody_out() {
+    let before = TestApp::spawn().await;
+    let admin = before.tenant_with_admin("acme").await;
+
+    // Rotate: a new pair signs from now on; the old private key goes, its public key stays.
+    command_api::auth::keys::write_key_pair(&before.keys_dir, "key-2").unwrap();
+    std::fs::rename(
+        before.keys_dir.join("test-key.key.pem"),
+        before.keys_dir.join("test-key.key.pem.retired"),
+    )
+    .unwrap();
+    let after = before.second_instance().await;
+
+    assert_eq!(
+        after.get("/v1/users", &admin).await.status,
+        StatusCode::OK,
+        "a token of the old key was refused"
+    );
+    let fresh = after.token(Some("acme"), "acme-admin", PASSWORD).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(),
+        Some("key-2")
+    );
+    assert_eq!(after.get("/v1/users", &fresh).await.status, StatusCode::OK);
+}

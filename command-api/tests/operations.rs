@@ -146,3 +146,69 @@ async fn one_tenants_flood_does_not_limit_another() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_in_flight() {
+    let db = event_store::testing::ScratchDatabase::create().await;
+    let keys =
+        std::env::temp_dir().join(format!("chronicle-keys-{}", uuid::Uuid::now_v7().simple()));
+    command_api::auth::keys::write_key_pair(&keys, "k1").unwrap();
+    let port = event_store::testing::kafka::free_port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_command-api"))
+        .env("CHRONICLE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", db.app_url())
+        .env("CHRONICLE_JWT_KEYS_DIR", &keys)
+        .env(
+            "CHRONICLE_BOOTSTRAP_ADMIN",
+            format!("platform-admin:{}", support::ADMIN_PASSWORD),
+        )
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Logins hash a password each: a batch of them is still running when SIGTERM arrives.
+    let logins: Vec<_> = (0..12)
+        .map(|_| {
+            let request = client
+                .post(format!("{base}/v1/auth/token"))
+                .json(&json!({"username": "platform-admin", "password": support::ADMIN_PASSWORD}));
+            tokio::spawn(async move { request.send().await.map(|r| r.status()) })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+
+    for login in logins {
+        let status = login
+            .await
+            .unwrap()
+            .expect("a request in flight was cut off");
+        assert!(
+            status == StatusCode::OK || status == StatusCode::TOO_MANY_REQUESTS,
+            "{status}"
+        );
+    }
+    let exit = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "the server did not exit cleanly: {exit}");
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "still accepting after shutdown"
+    );
+    let _ = std::fs::remove_dir_all(keys);
+}

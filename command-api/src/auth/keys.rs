@@ -30,7 +30,7 @@ pub enum KeyError {
     NoSigningKey(String),
     #[error("{0} holds several `*.key.pem` files; exactly one key signs")]
     SeveralSigningKeys(String),
-    #[error("the signing key {0} has no `{0}.pub.pem` to verify its own tokens")]
+    #[error("the public key of signing key {0} cannot be derived: is it a PKCS#8 Ed25519 key?")]
     SignerNotVerifiable(String),
     #[error(
         "unsupported CHRONICLE_JWT_ALGORITHM `{0}` (EdDSA, or HS256 with CHRONICLE_JWT_HS256_SECRET)"
@@ -123,8 +123,16 @@ impl KeySet {
                 ))
             })
             .collect::<Result<HashMap<_, _>, KeyError>>()?;
+        let mut verification = verification;
         if !verification.contains_key(signing_kid) {
-            return Err(KeyError::SignerNotVerifiable(signing_kid.to_owned()));
+            // The signer's public half is derived, so a signing key alone (from the
+            // environment, say) is a complete key set.
+            let public = public_pem_of(private_pem)
+                .ok_or_else(|| KeyError::SignerNotVerifiable(signing_kid.to_owned()))?;
+            verification.insert(
+                signing_kid.to_owned(),
+                DecodingKey::from_ed_pem(public.as_bytes()).map_err(|e| invalid(signing_kid, e))?,
+            );
         }
         Ok(Self {
             algorithm: Algorithm::EdDSA,
@@ -167,6 +175,16 @@ fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
     })
 }
 
+/// The SPKI public key PEM of a PKCS#8 Ed25519 private key PEM.
+fn public_pem_of(private_pem: &[u8]) -> Option<String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let signing = SigningKey::from_pkcs8_pem(std::str::from_utf8(private_pem).ok()?).ok()?;
+    signing
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .ok()
+}
+
 /// A fresh Ed25519 key pair as PEM: (PKCS#8 private key, SPKI public key).
 pub fn generate_ed25519() -> (String, String) {
     let signing = SigningKey::generate(&mut rand_core::OsRng);
@@ -194,4 +212,39 @@ pub fn write_key_pair(dir: &Path, kid: &str) -> std::io::Result<()> {
         .open(dir.join(format!("{kid}.key.pem")))?;
     file.write_all(private.as_bytes())?;
     std::fs::write(dir.join(format!("{kid}.pub.pem")), public)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signing_key_alone_verifies_its_own_tokens_and_rotation_keeps_old_ones() {
+        let (old_private, old_public) = generate_ed25519();
+        let (new_private, _) = generate_ed25519();
+        let old_only = KeySet::ed25519("old", old_private.as_bytes(), &[]).unwrap();
+        assert!(
+            old_only.verification("old").is_some(),
+            "the signer's public key is derived"
+        );
+
+        // After rotation the new key signs and the old one still verifies.
+        let rotated = KeySet::ed25519(
+            "new",
+            new_private.as_bytes(),
+            &[("old".to_owned(), old_public.into_bytes())],
+        )
+        .unwrap();
+        assert_eq!(rotated.signing().0, "new");
+        assert!(rotated.verification("old").is_some() && rotated.verification("new").is_some());
+    }
+
+    #[test]
+    fn shared_secrets_must_be_long() {
+        assert!(matches!(
+            KeySet::hs256("k", b"short"),
+            Err(KeyError::WeakSecret)
+        ));
+        assert!(KeySet::hs256("k", &[7u8; 32]).is_ok());
+    }
 }
