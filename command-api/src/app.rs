@@ -42,6 +42,8 @@ pub struct AppInner {
     pub revocations: RevocationList,
     pub limits: Limits,
     pub http_metrics: HttpMetrics,
+    /// The projections' Elasticsearch, for search, history and audit reads.
+    pub es: projector::es::Es,
     /// Checked when a login names no known account, so that a miss costs as much time as
     /// a wrong password and the two cannot be told apart.
     pub dummy_password_hash: String,
@@ -67,6 +69,8 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("listening: {0}")]
     Io(#[from] std::io::Error),
+    #[error("elasticsearch: {0}")]
+    Elasticsearch(#[from] projector::es::EsError),
     #[error("CHRONICLE_BOOTSTRAP_ADMIN: {0}")]
     Bootstrap(String),
 }
@@ -97,7 +101,9 @@ impl Application {
             config.jwt_audience.clone(),
             Duration::from_secs(config.jwt_ttl_secs),
         );
+        let es = projector::es::Es::new(&config.elasticsearch_url)?;
         let state = AppState(Arc::new(AppInner {
+            es,
             limits: Limits::from_config(&config),
             store: EventStore::new(pool.clone()),
             tokens,
@@ -140,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenancy::handlers::router())
         .merge(users::router())
         .merge(customers::handlers::router())
+        .merge(customers::reads::router())
         .merge(ops::router())
         .split_for_parts();
     router

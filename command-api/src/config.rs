@@ -13,6 +13,8 @@
 //! | `CHRONICLE_LOGIN_PER_ADDRESS_PER_MINUTE` | `30` login attempts per client address |
 //! | `CHRONICLE_LOGIN_PER_ACCOUNT_PER_MINUTE` | `10` login attempts per account |
 //! | `CHRONICLE_TENANT_WRITES_PER_SECOND`, `CHRONICLE_TENANT_WRITE_BURST` | `50`, `100` writes per tenant |
+//! | `ELASTICSEARCH_URL` | `http://127.0.0.1:9200`: search, history and audit reads |
+//! | `CHRONICLE_INDEX_PREFIX` | `chronicle`: the aliases `<prefix>-customers`, `-history`, `-audit` |
 
 use std::fmt;
 use std::path::PathBuf;
@@ -59,6 +61,8 @@ pub struct ApiConfig {
     pub login_per_account_per_minute: u32,
     pub tenant_writes_per_second: u32,
     pub tenant_write_burst: u32,
+    pub elasticsearch_url: String,
+    pub index_prefix: String,
 }
 
 impl Default for ApiConfig {
@@ -81,6 +85,8 @@ impl Default for ApiConfig {
             login_per_account_per_minute: 10,
             tenant_writes_per_second: 50,
             tenant_write_burst: 100,
+            elasticsearch_url: "http://127.0.0.1:9200".to_owned(),
+            index_prefix: "chronicle".to_owned(),
         }
     }
 }
@@ -89,7 +95,7 @@ impl ApiConfig {
     /// Defaults, then `DATABASE_URL` and every `CHRONICLE_<FIELD>` variable.
     pub fn from_env() -> Result<Self, Box<figment::Error>> {
         Figment::from(Serialized::defaults(Self::default()))
-            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::raw().only(&["DATABASE_URL", "ELASTICSEARCH_URL"]))
             .merge(Env::prefixed("CHRONICLE_"))
             .extract()
             .map_err(Box::new)

@@ -240,3 +240,29 @@ mod tests {
         ));
     }
 }
+
+/// Query parameters; a malformed one is a 422 naming it.
+#[derive(Debug)]
+pub struct ValidQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(Self)
+            .map_err(|error| {
+                let field = error.path().to_string();
+                let message = error.into_inner().to_string();
+                let field = if field == "." {
+                    message.split('`').nth(1).unwrap_or("query").to_owned()
+                } else {
+                    field
+                };
+                ApiError::Validation(vec![FieldError::new(field, message)])
+            })
+    }
+}

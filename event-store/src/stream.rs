@@ -73,4 +73,28 @@ impl TenantTransaction<'_> {
         .await?;
         rows.into_iter().map(EventRow::into_envelope).collect()
     }
+
+    /// Reads whole streams at once, each oldest first, streams in the order given.
+    pub async fn read_streams(
+        &mut self,
+        streams: &[StreamId],
+    ) -> Result<Vec<EventEnvelope>, EventStoreError> {
+        let tenant = self.tenant().as_str().to_owned();
+        let ids: Vec<String> = streams.iter().map(|s| s.as_str().to_owned()).collect();
+        let rows = sqlx::query_as!(
+            EventRow,
+            r#"
+            SELECT global_position, tenant_id, stream_id, stream_version, event_id, event_type,
+                   schema_version, payload, metadata, recorded_at
+            FROM events
+            WHERE tenant_id = $1 AND stream_id = ANY($2)
+            ORDER BY array_position($2, stream_id), stream_version
+            "#,
+            tenant,
+            &ids,
+        )
+        .fetch_all(self.connection())
+        .await?;
+        rows.into_iter().map(EventRow::into_envelope).collect()
+    }
 }

@@ -1,0 +1,301 @@
+//! The reads, served by the projections: one customer from the PostgreSQL read model
+//! (optionally waiting for a version: read-your-writes), the list with a cursor, search,
+//! history and the audit log from Elasticsearch. Every one is scoped to the caller's
+//! tenant by the projector's queries.
+
+// utoipa's `IntoParams` expansion qualifies the params types again.
+#![allow(unused_qualifications)]
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use projector::read::{self, AuditFilter, AuditItem, CustomerRecord, HistoryItem};
+use schemas::Role;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::extract::ValidQuery;
+use crate::problem::{ApiError, FieldError, Problem};
+
+const READERS: [Role; 3] = [Role::Admin, Role::Member, Role::Viewer];
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_customers))
+        .routes(routes!(search_customers))
+        .routes(routes!(get_customer))
+        .routes(routes!(customer_history))
+        .routes(routes!(audit_log))
+}
+
+fn read_error(error: read::ReadError) -> ApiError {
+    ApiError::internal(error)
+}
+
+fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(20),
+        Some(limit @ 1..=100) => Ok(limit),
+        Some(_) => Err(ApiError::Validation(vec![FieldError::new(
+            "limit",
+            "must be between 1 and 100",
+        )])),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    /// Wait until the read model has reached this version (read-your-writes).
+    pub min_version: Option<u64>,
+    /// How long to wait for `min_version`, in milliseconds (default 5000, at most 30000).
+    pub wait_ms: Option<u64>,
+}
+
+/// One customer, from the read model.
+#[utoipa::path(
+    get, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = Uuid, Path), GetParams),
+    responses(
+        (status = 200, body = CustomerRecord, headers(("ETag" = String))), (status = 404, body = Problem),
+        (status = 504, description = "min_version not reached in time", body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_customer(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ValidQuery(params): ValidQuery<GetParams>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let tenant = caller.tenant_with_role(&READERS)?.clone();
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let wait = Duration::from_millis(params.wait_ms.unwrap_or(5_000).min(30_000));
+    let deadline = Instant::now() + wait;
+    loop {
+        let found = read::customer(&app.store, &tenant, id)
+            .await
+            .map_err(read_error)?;
+        match (found, params.min_version) {
+            (Some(customer), Some(min)) if customer.version >= min => {
+                return Ok(with_etag(customer));
+            }
+            (Some(customer), None) => return Ok(with_etag(customer)),
+            (None, None) => return Err(ApiError::NotFound),
+            _ if Instant::now() >= deadline => {
+                return Err(ApiError::Timeout(
+                    "the read model has not reached min_version yet; retry",
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+
+    fn with_etag(customer: CustomerRecord) -> axum::response::Response {
+        let etag = format!("\"{}\"", customer.version);
+        ([(axum::http::header::ETAG, etag)], axum::Json(customer)).into_response()
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub include_archived: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerPage {
+    pub items: Vec<CustomerRecord>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The tenant's customers in creation order; archived ones only on request.
+#[utoipa::path(
+    get, path = "/v1/customers", tag = "customers", params(ListParams),
+    responses((status = 200, body = CustomerPage), (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+pub async fn list_customers(
+    State(app): State<AppState>,
+    caller: Caller,
+    ValidQuery(params): ValidQuery<ListParams>,
+) -> Result<axum::Json<CustomerPage>, ApiError> {
+    let tenant = caller.tenant_with_role(&READERS)?.clone();
+    let limit = page_size(params.limit)?;
+    let after = params
+        .cursor
+        .map(|cursor| Uuid::parse_str(&cursor))
+        .transpose()
+        .map_err(|_| {
+            ApiError::Validation(vec![FieldError::new(
+                "cursor",
+                "is not a cursor this API returned",
+            )])
+        })?;
+    let items = read::customers(&app.store, &tenant, limit, after, params.include_archived)
+        .await
+        .map_err(read_error)?;
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(|c| c.id.to_string()))
+        .flatten();
+    Ok(axum::Json(CustomerPage { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Words to find in name, email, phone, address and tags; typos and accents forgiven.
+    #[serde(default)]
+    pub q: String,
+    /// Only customers with this tag.
+    pub tag: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub include_archived: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResult {
+    pub items: Vec<CustomerRecord>,
+    pub total: u64,
+}
+
+/// Full-text search over the tenant's customers.
+#[utoipa::path(
+    get, path = "/v1/customers/search", tag = "customers", params(SearchParams),
+    responses((status = 200, body = SearchResult), (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+pub async fn search_customers(
+    State(app): State<AppState>,
+    caller: Caller,
+    ValidQuery(params): ValidQuery<SearchParams>,
+) -> Result<axum::Json<SearchResult>, ApiError> {
+    let tenant = caller.tenant_with_role(&READERS)?.clone();
+    let limit = page_size(params.limit)?;
+    if params.q.chars().count() > 200 {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "q",
+            "must be at most 200 characters",
+        )]));
+    }
+    let (items, total) = read::search(
+        &app.es,
+        &app.config.index_prefix,
+        &tenant,
+        &params.q,
+        params.tag.as_deref(),
+        limit,
+        params.include_archived,
+    )
+    .await
+    .map_err(read_error)?;
+    Ok(axum::Json(SearchResult { items, total }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub items: Vec<HistoryItem>,
+}
+
+/// A customer's versions, oldest first, with each changed field's old and new value.
+#[utoipa::path(
+    get, path = "/v1/customers/{id}/history", tag = "customers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = HistoryPage), (status = 404, body = Problem)),
+    security(("bearer" = []))
+)]
+pub async fn customer_history(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<HistoryPage>, ApiError> {
+    let tenant = caller.tenant_with_role(&READERS)?.clone();
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let items = read::history(&app.es, &app.config.index_prefix, &tenant, id)
+        .await
+        .map_err(read_error)?;
+    if items.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(axum::Json(HistoryPage { items }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// RFC 3339 time, inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// RFC 3339 time, inclusive.
+    pub to: Option<DateTime<Utc>>,
+    /// A user id or display name.
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditItem>,
+    pub next_cursor: Option<String>,
+}
+
+/// Every event of the tenant: who, when, what, with which request (tenant admins).
+#[utoipa::path(
+    get, path = "/v1/audit", tag = "customers", params(AuditParams),
+    responses((status = 200, body = AuditPage), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+pub async fn audit_log(
+    State(app): State<AppState>,
+    caller: Caller,
+    ValidQuery(params): ValidQuery<AuditParams>,
+) -> Result<axum::Json<AuditPage>, ApiError> {
+    let tenant = caller.tenant_with_role(&[Role::Admin])?.clone();
+    let limit = page_size(params.limit)?;
+    let after = params
+        .cursor
+        .map(|cursor| cursor.parse::<u64>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::Validation(vec![FieldError::new(
+                "cursor",
+                "is not a cursor this API returned",
+            )])
+        })?;
+    let filter = AuditFilter {
+        from: params.from,
+        to: params.to,
+        actor: params.actor,
+        event_type: params.event_type,
+    };
+    let (items, next) = read::audit(
+        &app.es,
+        &app.config.index_prefix,
+        &tenant,
+        &filter,
+        limit,
+        after,
+    )
+    .await
+    .map_err(read_error)?;
+    Ok(axum::Json(AuditPage {
+        items,
+        next_cursor: next.map(|n| n.to_string()),
+    }))
+}

@@ -1,0 +1,118 @@
+//! [`Projector`]: every projection of one process, built from a config and run until
+//! cancelled, with metrics and health on the metrics port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use event_store::EventStore;
+use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ProjectorConfig;
+use crate::dlq::DeadLetters;
+use crate::es::{Es, EsError};
+use crate::indices;
+use crate::metrics::{self, ProjectorMetrics};
+use crate::projections::{Projection, Sinks};
+use crate::runner::Runner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("elasticsearch: {0}")]
+    Elasticsearch(#[from] EsError),
+    #[error("metrics listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug)]
+pub struct Projector {
+    runners: Vec<Runner>,
+    metrics: Arc<ProjectorMetrics>,
+    listener: TcpListener,
+}
+
+impl Projector {
+    /// Connects, installs the index layout and the dead-letter topic, binds the metrics port.
+    pub async fn build(
+        config: &ProjectorConfig,
+        projections: &[Projection],
+    ) -> Result<Self, ProjectorError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(config.database_url.expose())
+            .await?;
+        let es = Es::new(&config.elasticsearch_url)?;
+        indices::ensure_layout(&es, &config.index_prefix).await?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka_brokers)
+            .create()?;
+        event_store::relay::topics::create_topics(&admin, &[config.dlq_topic()], 1, 1).await?;
+
+        let sinks = Sinks {
+            store: EventStore::new(pool),
+            es,
+            index_prefix: config.index_prefix.clone(),
+        };
+        let metrics = Arc::new(ProjectorMetrics::default());
+        let dead_letters = DeadLetters::new(config)?;
+        let runners = projections
+            .iter()
+            .map(|projection| {
+                Runner::new(
+                    *projection,
+                    config,
+                    sinks.clone(),
+                    dead_letters.clone(),
+                    metrics.clone(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let listener = TcpListener::bind(&config.metrics_addr).await?;
+        Ok(Self {
+            runners,
+            metrics,
+            listener,
+        })
+    }
+
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ProjectorError> {
+        let Self {
+            runners,
+            metrics,
+            listener,
+        } = self;
+        tracing::info!(addr = %listener.local_addr()?, "serving projector metrics and health");
+        let server = tokio::spawn(
+            axum::serve(listener, metrics::router(metrics))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        let tasks: Vec<_> = runners
+            .into_iter()
+            .map(|runner| tokio::spawn(runner.run(shutdown.clone())))
+            .collect();
+        for task in tasks {
+            if let Ok(Err(error)) = task.await {
+                // One projection down takes the process down, to be restarted whole.
+                tracing::error!(%error, "a projection failed");
+                shutdown.cancel();
+            }
+        }
+        shutdown.cancelled().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        Ok(())
+    }
+}

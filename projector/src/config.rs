@@ -1,0 +1,100 @@
+//! The projector's configuration: defaults, overridden by environment variables.
+//!
+//! | variable | default |
+//! |---|---|
+//! | `DATABASE_URL` | the app role on `127.0.0.1:5432/chronicle` |
+//! | `KAFKA_BROKERS` | `127.0.0.1:9092` |
+//! | `ELASTICSEARCH_URL` | `http://127.0.0.1:9200` |
+//! | `CHRONICLE_TOPIC_PREFIX` | `chronicle`: topics `<prefix>.<aggregate>.events`, dead letters `<prefix>.dlq` |
+//! | `CHRONICLE_INDEX_PREFIX` | `chronicle`: aliases `<prefix>-customers`, `-audit`, `-history` |
+//! | `CHRONICLE_PROJECTOR_METRICS_ADDR` | `127.0.0.1:9465` |
+//! | `CHRONICLE_PROJECTOR_GROUP_PREFIX` | `chronicle-projector`: consumer group `<prefix>-<projection>` |
+//! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | `500` records per write |
+//! | `CHRONICLE_PROJECTOR_BATCH_WAIT_MS` | `50`: how long a batch may wait to fill |
+
+use std::fmt;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use serde::{Deserialize, Serialize};
+
+/// A secret string: kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectorConfig {
+    pub database_url: Secret,
+    pub kafka_brokers: String,
+    pub elasticsearch_url: String,
+    pub topic_prefix: String,
+    pub index_prefix: String,
+    pub metrics_addr: String,
+    pub group_prefix: String,
+    pub batch_size: usize,
+    pub batch_wait_ms: u64,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            database_url: Secret::new(
+                "postgres://chronicle_app:chronicle_app@127.0.0.1:5432/chronicle",
+            ),
+            kafka_brokers: "127.0.0.1:9092".to_owned(),
+            elasticsearch_url: "http://127.0.0.1:9200".to_owned(),
+            topic_prefix: "chronicle".to_owned(),
+            index_prefix: "chronicle".to_owned(),
+            metrics_addr: "127.0.0.1:9465".to_owned(),
+            group_prefix: "chronicle-projector".to_owned(),
+            batch_size: 500,
+            batch_wait_ms: 50,
+        }
+    }
+}
+
+impl ProjectorConfig {
+    pub fn from_env() -> Result<Self, Box<figment::Error>> {
+        Figment::from(Serialized::defaults(Self::default()))
+            .merge(Env::raw().only(&["DATABASE_URL", "KAFKA_BROKERS", "ELASTICSEARCH_URL"]))
+            .merge(
+                Env::raw()
+                    .only(&["CHRONICLE_TOPIC_PREFIX", "CHRONICLE_INDEX_PREFIX"])
+                    .map(|key| {
+                        key.as_str()
+                            .trim_start_matches("CHRONICLE_")
+                            .to_ascii_lowercase()
+                            .into()
+                    }),
+            )
+            .merge(Env::prefixed("CHRONICLE_PROJECTOR_"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_wait_ms)
+    }
+
+    pub fn dlq_topic(&self) -> String {
+        format!("{}.dlq", self.topic_prefix)
+    }
+}

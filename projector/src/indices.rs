@@ -1,0 +1,123 @@
+//! The Elasticsearch layout: index templates from `infra/elasticsearch/`, physical indices
+//! named `<prefix>-<kind>_<generation>`, reached only through the alias `<prefix>-<kind>`
+//! (so a rebuild can swap the index behind it) and, for Kibana, per-tenant filtered aliases
+//! `<prefix>-<kind>-<tenant>`. Physical names contain `_`, which no tenant id can, so an
+//! index name never collides with a tenant's alias.
+
+use serde_json::{Value, json};
+
+use crate::es::{Es, EsError};
+
+/// The three indices the projector maintains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IndexKind {
+    Customers,
+    Audit,
+    History,
+}
+
+impl IndexKind {
+    pub const ALL: [Self; 3] = [Self::Customers, Self::Audit, Self::History];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Customers => "customers",
+            Self::Audit => "audit",
+            Self::History => "history",
+        }
+    }
+
+    /// The template body, checked in under `infra/elasticsearch/`.
+    fn template(self) -> &'static str {
+        match self {
+            Self::Customers => include_str!("../../infra/elasticsearch/customers.json"),
+            Self::Audit => include_str!("../../infra/elasticsearch/audit.json"),
+            Self::History => include_str!("../../infra/elasticsearch/history.json"),
+        }
+    }
+
+    /// The alias readers use, e.g. `chronicle-customers`.
+    pub fn alias(self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.name())
+    }
+
+    /// A tenant's filtered alias for Kibana, e.g. `chronicle-customers-acme`.
+    pub fn tenant_alias(self, prefix: &str, tenant: &str) -> String {
+        format!("{prefix}-{}-{tenant}", self.name())
+    }
+
+    /// A physical index of this kind.
+    pub fn index(self, prefix: &str, generation: &str) -> String {
+        format!("{prefix}-{}_{generation}", self.name())
+    }
+}
+
+/// Installs the templates and, where an alias does not exist yet, creates its first
+/// index behind it. Idempotent; safe to run from several processes.
+pub async fn ensure_layout(es: &Es, prefix: &str) -> Result<(), EsError> {
+    for kind in IndexKind::ALL {
+        let mut template: Value =
+            serde_json::from_str(kind.template()).expect("checked-in templates are JSON");
+        template["index_patterns"] = json!([format!("{prefix}-{}_*", kind.name())]);
+        es.put(
+            &format!("/_index_template/{}", kind.alias(prefix)),
+            template,
+        )
+        .await?;
+
+        let (status, _) = es
+            .get(&format!("/_alias/{}", kind.alias(prefix)), &[404])
+            .await?;
+        if status == 404 {
+            let index = kind.index(prefix, "v1");
+            let body = json!({ "aliases": { kind.alias(prefix): { "is_write_index": true } } });
+            // A concurrent creator may win; the alias then exists either way.
+            let (created, answer) = es
+                .request(
+                    elasticsearch::http::Method::Put,
+                    &format!("/{index}"),
+                    Some(body),
+                    &[400],
+                )
+                .await?;
+            if created == 400 && answer["error"]["type"] != "resource_already_exists_exception" {
+                return Err(EsError::Status {
+                    what: format!("PUT /{index}"),
+                    status: 400,
+                    body: answer.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The physical indices behind `alias`.
+pub async fn indices_behind(es: &Es, alias: &str) -> Result<Vec<String>, EsError> {
+    let (status, body) = es.get(&format!("/_alias/{alias}"), &[404]).await?;
+    if status == 404 {
+        return Ok(Vec::new());
+    }
+    Ok(body
+        .as_object()
+        .map(|indices| indices.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+/// Creates (or re-points) the tenant's filtered aliases on the current index of each kind.
+pub async fn ensure_tenant_aliases(es: &Es, prefix: &str, tenant: &str) -> Result<(), EsError> {
+    let mut actions = Vec::new();
+    for kind in IndexKind::ALL {
+        for index in indices_behind(es, &kind.alias(prefix)).await? {
+            actions.push(json!({ "add": {
+                "index": index,
+                "alias": kind.tenant_alias(prefix, tenant),
+                "filter": { "term": { "tenant_id": tenant } }
+            }}));
+        }
+    }
+    if !actions.is_empty() {
+        es.post("/_aliases", json!({ "actions": actions })).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! Chronicle's projector: Kafka in; the PostgreSQL read model and the Elasticsearch
+//! indices out.
+//!
+//! # Layout
+//! - [`app`]: [`Projector`], every projection of a process, with metrics.
+//! - [`config`]: [`ProjectorConfig`], from the environment.
+//! - [`runner`]: one projection's consumer loop: batch, project, park poison, commit.
+//! - [`projections`]: the four projections (customers, search, history, audit).
+//! - [`views`]: customers folded from their streams, and their change history.
+//! - [`fold`]: ASCII folding for search.
+//! - [`indices`]: the Elasticsearch layout: templates, indices behind aliases, tenant aliases.
+//! - [`es`]: a thin JSON layer over the `elasticsearch` client.
+//! - [`dlq`]: the dead-letter topic: parking, listing, re-driving.
+//! - [`metrics`]: per-projection lag and counts, and `/healthz`.
+//! - [`read`]: queries over the projections, for the command API's read endpoints.
+//! - `testing` (feature `testing`): relay + projector running for a test, with prefixes of its own.
+
+pub mod app;
+pub mod config;
+pub mod dlq;
+pub mod es;
+pub mod fold;
+pub mod indices;
+pub mod metrics;
+pub mod projections;
+pub mod read;
+pub mod runner;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod views;
+
+pub use app::Projector;
+pub use config::ProjectorConfig;

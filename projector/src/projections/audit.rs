@@ -1,0 +1,55 @@
+//! The audit log: every event of every tenant, one document each (id = event id, external
+//! version = global position). A tenant's registration also creates its filtered aliases
+//! for Kibana.
+
+use schemas::{DomainEvent, EventType, TenantEvent, TenantRegistered};
+use serde_json::{Value, json};
+
+use super::{Incoming, ProjectionError, Rejected, Sinks, index_with_versions};
+use crate::indices::{IndexKind, ensure_tenant_aliases};
+
+pub async fn apply(sinks: &Sinks, batch: &[Incoming]) -> Result<Rejected, ProjectionError> {
+    let alias = IndexKind::Audit.alias(&sinks.index_prefix);
+    let mut entries = Vec::with_capacity(batch.len());
+    for (index, incoming) in batch.iter().enumerate() {
+        let (action, document) = document(&alias, &incoming.envelope);
+        entries.push((vec![index], action, document));
+    }
+    let rejected = index_with_versions(&sinks.es, entries).await?;
+    for incoming in batch {
+        let envelope = &incoming.envelope;
+        if envelope.stream_id.category() == TenantEvent::AGGREGATE
+            && envelope.event_type == TenantRegistered::NAME
+        {
+            ensure_tenant_aliases(&sinks.es, &sinks.index_prefix, envelope.tenant_id.as_str())
+                .await?;
+        }
+    }
+    Ok(rejected)
+}
+
+pub fn document(index: &str, envelope: &schemas::EventEnvelope) -> (Value, Value) {
+    let action = json!({ "index": {
+        "_index": index, "_id": envelope.event_id,
+        "version": envelope.global_position, "version_type": "external"
+    }});
+    let metadata = &envelope.metadata;
+    let document = json!({
+        "tenant_id": envelope.tenant_id,
+        "event_id": envelope.event_id,
+        "event_type": envelope.event_type,
+        "schema_version": envelope.schema_version,
+        "aggregate": envelope.stream_id.category(),
+        "stream_id": envelope.stream_id,
+        "stream_version": envelope.stream_version,
+        "global_position": envelope.global_position,
+        "recorded_at": envelope.recorded_at,
+        "actor_id": metadata.actor_id,
+        "actor_name": metadata.actor_name,
+        "request_id": metadata.request_id,
+        "correlation_id": metadata.correlation_id,
+        "causation_id": metadata.causation_id,
+        "payload": envelope.payload,
+    });
+    (action, document)
+}

@@ -1,0 +1,236 @@
+//! The four projections, each its own consumer group:
+//! - [`customers`]: the PostgreSQL read model `customer_views`.
+//! - [`search`]: customer search in Elasticsearch.
+//! - [`history`]: each customer's change history in Elasticsearch.
+//! - [`audit`]: every event of every tenant in Elasticsearch.
+//!
+//! A projection gets a batch of decoded records and either writes all it can (returning
+//! the records it could not use, which go to the dead-letter topic) or fails as a whole
+//! on a transient error (database or Elasticsearch away), in which case the batch is
+//! retried and no offset moves. Every write is idempotent and never regresses: version
+//! guards in PostgreSQL, external versions in Elasticsearch.
+
+pub mod audit;
+pub mod customers;
+pub mod history;
+pub mod search;
+
+use std::collections::BTreeMap;
+
+use event_store::{EventStore, TenantId, TenantTransaction};
+use rdkafka::message::OwnedMessage;
+use schemas::{CustomerEvent, DomainEvent, EventEnvelope, StreamId};
+
+use crate::es::{Es, EsError};
+
+/// Which projection; names its consumer group and its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Projection {
+    Customers,
+    Search,
+    History,
+    Audit,
+}
+
+impl Projection {
+    pub const ALL: [Self; 4] = [Self::Customers, Self::Search, Self::History, Self::Audit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Customers => "customers",
+            Self::Search => "search",
+            Self::History => "history",
+            Self::Audit => "audit",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The aggregates whose topics it reads.
+    pub fn aggregates(self) -> &'static [&'static str] {
+        match self {
+            Self::Audit => &event_store::relay::topics::AGGREGATES,
+            _ => &[CustomerEvent::AGGREGATE],
+        }
+    }
+}
+
+impl Projection {
+    /// Whether this projection can use `envelope`: its aggregate is one the projection
+    /// reads and its payload decodes (through the upcasters) into a known event type.
+    /// Anything else is poison for it, with the reason.
+    pub fn check(self, envelope: &EventEnvelope) -> Result<(), String> {
+        let category = envelope.stream_id.category();
+        if !self.aggregates().contains(&category) {
+            return Err(format!("{category} events do not belong on this topic"));
+        }
+        let payload = envelope.payload.clone();
+        let decoded = match category {
+            "customer" => {
+                CustomerEvent::decode(&envelope.event_type, envelope.schema_version, payload)
+                    .map(|_| ())
+            }
+            "tenant" => {
+                schemas::TenantEvent::decode(&envelope.event_type, envelope.schema_version, payload)
+                    .map(|_| ())
+            }
+            "user" => {
+                schemas::UserEvent::decode(&envelope.event_type, envelope.schema_version, payload)
+                    .map(|_| ())
+            }
+            other => return Err(format!("unknown aggregate `{other}`")),
+        };
+        decoded.map_err(|error| error.to_string())
+    }
+}
+
+/// Decodes a record for `projection`, or says why it is poison for it.
+pub fn decode(projection: Projection, message: &OwnedMessage) -> Result<Incoming, String> {
+    use rdkafka::message::Message;
+    let payload = message
+        .payload()
+        .ok_or_else(|| "the record has no value".to_owned())?;
+    let envelope: EventEnvelope =
+        serde_json::from_slice(payload).map_err(|e| format!("not an event envelope: {e}"))?;
+    projection.check(&envelope)?;
+    Ok(Incoming {
+        message: message.clone(),
+        envelope,
+    })
+}
+
+/// Runs `projection` over a batch.
+pub async fn apply(
+    projection: Projection,
+    sinks: &Sinks,
+    batch: &[Incoming],
+) -> Result<Rejected, ProjectionError> {
+    match projection {
+        Projection::Customers => customers::apply(sinks, batch).await,
+        Projection::Search => search::apply(sinks, batch).await,
+        Projection::History => history::apply(sinks, batch).await,
+        Projection::Audit => audit::apply(sinks, batch).await,
+    }
+}
+
+/// A record with its decoded envelope.
+#[derive(Debug)]
+pub struct Incoming {
+    pub message: OwnedMessage,
+    pub envelope: EventEnvelope,
+}
+
+/// What a projection could not use, by index into the batch, with the reason.
+pub type Rejected = Vec<(usize, String)>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Database(#[from] event_store::EventStoreError),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("elasticsearch: {0}")]
+    Elasticsearch(#[from] EsError),
+}
+
+/// What the projections share.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    pub store: EventStore,
+    pub es: Es,
+    pub index_prefix: String,
+}
+
+/// The customer streams a batch touches, per tenant, with the batch indices of their
+/// records (for rejecting them) and the lowest version seen.
+#[derive(Debug, Default)]
+pub struct TouchedStreams {
+    pub by_tenant: BTreeMap<TenantId, BTreeMap<StreamId, Touched>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub records: Vec<usize>,
+    pub lowest_version: u64,
+}
+
+impl TouchedStreams {
+    pub fn of(batch: &[Incoming]) -> Self {
+        let mut touched = Self::default();
+        for (index, incoming) in batch.iter().enumerate() {
+            let envelope = &incoming.envelope;
+            if envelope.stream_id.category() != CustomerEvent::AGGREGATE {
+                continue;
+            }
+            let entry = touched
+                .by_tenant
+                .entry(envelope.tenant_id.clone())
+                .or_default()
+                .entry(envelope.stream_id.clone())
+                .or_insert(Touched {
+                    records: Vec::new(),
+                    lowest_version: u64::MAX,
+                });
+            entry.records.push(index);
+            entry.lowest_version = entry.lowest_version.min(envelope.stream_version);
+        }
+        touched
+    }
+}
+
+/// Reads the touched streams of one tenant from the event store, whole, grouped by stream.
+pub async fn read_streams(
+    tx: &mut TenantTransaction<'_>,
+    streams: &BTreeMap<StreamId, Touched>,
+) -> Result<BTreeMap<StreamId, Vec<EventEnvelope>>, ProjectionError> {
+    let ids: Vec<StreamId> = streams.keys().cloned().collect();
+    let mut grouped: BTreeMap<StreamId, Vec<EventEnvelope>> = BTreeMap::new();
+    for envelope in tx.read_streams(&ids).await? {
+        grouped
+            .entry(envelope.stream_id.clone())
+            .or_default()
+            .push(envelope);
+    }
+    Ok(grouped)
+}
+
+/// Bulk-indexes `(records, action, document)` entries with external versions. A version
+/// conflict means Elasticsearch already has this or a newer version: done. Any other
+/// item error rejects the records the document was built from.
+pub async fn index_with_versions(
+    es: &Es,
+    entries: Vec<(Vec<usize>, serde_json::Value, serde_json::Value)>,
+) -> Result<Rejected, ProjectionError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut lines = Vec::with_capacity(entries.len() * 2);
+    let mut owners = Vec::with_capacity(entries.len());
+    for (records, action, document) in entries {
+        lines.push(action);
+        lines.push(document);
+        owners.push(records);
+    }
+    let items = es.bulk(lines, false).await?;
+    let mut rejected = Vec::new();
+    for (item, records) in items.iter().zip(owners) {
+        let result = &item["index"];
+        let status = result["status"].as_u64().unwrap_or(0);
+        if (200..300).contains(&status) || status == 409 {
+            continue;
+        }
+        if status == 429 || status >= 500 {
+            return Err(EsError::Status {
+                what: "bulk item".to_owned(),
+                status: status as u16,
+                body: result.to_string(),
+            }
+            .into());
+        }
+        let reason = format!("elasticsearch refused the document: {}", result["error"]);
+        rejected.extend(records.into_iter().map(|record| (record, reason.clone())));
+    }
+    Ok(rejected)
+}

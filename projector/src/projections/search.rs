@@ -1,0 +1,88 @@
+//! Customer search: one document per customer (id = customer id), its latest state, with
+//! the stream version as the external version, so Elasticsearch itself refuses to let an
+//! older state overwrite a newer one. `search_text` holds every searchable field folded
+//! to ASCII (and umlauts transliterated), since the index has no folding analyzer.
+
+use serde_json::{Value, json};
+
+use super::{
+    Incoming, ProjectionError, Rejected, Sinks, TouchedStreams, index_with_versions, read_streams,
+};
+use crate::fold::search_text;
+use crate::indices::IndexKind;
+use crate::views::{self, CustomerView};
+
+pub async fn apply(sinks: &Sinks, batch: &[Incoming]) -> Result<Rejected, ProjectionError> {
+    let alias = IndexKind::Customers.alias(&sinks.index_prefix);
+    let mut rejected = Vec::new();
+    let mut entries = Vec::new();
+    for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
+        let mut tx = sinks.store.begin(&tenant).await?;
+        let mut envelopes = read_streams(&mut tx, &streams).await?;
+        tx.commit().await?;
+        for (stream, touched) in &streams {
+            let events = envelopes.remove(stream).unwrap_or_default();
+            match views::fold(&events) {
+                Ok(views) => {
+                    if let Some(view) = views.last() {
+                        entries.push((
+                            touched.records.clone(),
+                            action(&alias, view),
+                            document(view),
+                        ));
+                    }
+                }
+                Err(error) => {
+                    let reason = format!("stream {stream} cannot be decoded: {error}");
+                    rejected.extend(
+                        touched
+                            .records
+                            .iter()
+                            .map(|record| (*record, reason.clone())),
+                    );
+                }
+            }
+        }
+    }
+    rejected.extend(index_with_versions(&sinks.es, entries).await?);
+    Ok(rejected)
+}
+
+pub fn action(index: &str, view: &CustomerView) -> Value {
+    json!({ "index": { "_index": index, "_id": view.customer_id, "version": view.version, "version_type": "external" } })
+}
+
+/// The search document of a customer.
+pub fn document(view: &CustomerView) -> Value {
+    let mut searchable: Vec<&str> = vec![view.name.as_str(), view.email.as_str()];
+    searchable.extend(view.email.split(['@', '.']));
+    if let Some(phone) = &view.phone {
+        searchable.push(phone.trim_start_matches('+'));
+    }
+    if let Some(address) = &view.address {
+        searchable.extend([
+            address.street.as_str(),
+            address.city.as_str(),
+            address.postal_code.as_str(),
+            address.country.as_str(),
+        ]);
+    }
+    searchable.extend(view.tags.iter().map(String::as_str));
+    json!({
+        "tenant_id": view.tenant_id,
+        "customer_id": view.customer_id,
+        "stream_id": view.stream_id,
+        "version": view.version,
+        "global_position": view.global_position,
+        "name": view.name,
+        "email": view.email,
+        "phone": view.phone,
+        "address": view.address,
+        "country": view.address.as_ref().map(|a| a.country.clone()),
+        "tags": view.tags,
+        "status": if view.archived { "archived" } else { "active" },
+        "search_text": search_text(searchable),
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+    })
+}

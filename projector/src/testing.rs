@@ -1,0 +1,182 @@
+//! The whole pipeline for a test (feature `testing`): the relay and the projector running
+//! on a runtime and thread of their own against the test's scratch database, with a Kafka
+//! topic prefix and an Elasticsearch index prefix of their own, removed afterwards.
+
+use std::time::{Duration, Instant};
+
+use event_store::relay::config::Secret as RelaySecret;
+use event_store::relay::{Relay, RelayConfig};
+use event_store::testing::kafka::TestTopics;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Secret;
+use crate::es::Es;
+use crate::projections::Projection;
+use crate::{Projector, ProjectorConfig};
+
+#[derive(Debug)]
+pub struct Pipeline {
+    pub topics: TestTopics,
+    pub config: ProjectorConfig,
+    pub es: Es,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts a relay and every projection for the database at `database_url`.
+    pub async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &Projection::ALL).await
+    }
+
+    /// Starts a relay and the given projections (none: the relay alone, for tests that
+    /// run the `projector` binary themselves).
+    pub async fn start_with(database_url: &str, projections: &[Projection]) -> Self {
+        let projections = projections.to_vec();
+        let topics = TestTopics::new();
+        let config = ProjectorConfig {
+            database_url: Secret::new(database_url),
+            kafka_brokers: topics.brokers.clone(),
+            elasticsearch_url: event_store::testing::env_url("ELASTICSEARCH_URL"),
+            topic_prefix: topics.prefix.clone(),
+            index_prefix: topics.prefix.clone(),
+            metrics_addr: "127.0.0.1:0".to_owned(),
+            group_prefix: topics.prefix.clone(),
+            ..ProjectorConfig::default()
+        };
+        let relay_config = RelayConfig {
+            database_url: RelaySecret::new(database_url),
+            kafka_brokers: topics.brokers.clone(),
+            topic_prefix: topics.prefix.clone(),
+            metrics_addr: "127.0.0.1:0".to_owned(),
+            topic_partitions: 3,
+            ..RelayConfig::default()
+        };
+        let es = Es::new(&config.elasticsearch_url).expect("ELASTICSEARCH_URL is a URL");
+        let shutdown = CancellationToken::new();
+        let (started, ready) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn({
+            let (config, shutdown) = (config.clone(), shutdown.clone());
+            move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let relay = Relay::build(relay_config).await.expect("the relay starts");
+                    let projector = Projector::build(&config, &projections)
+                        .await
+                        .expect("the projector starts");
+                    let _ = started.send(());
+                    let relay = tokio::spawn(relay.run(shutdown.clone()));
+                    projector.run(shutdown).await.expect("the projector runs");
+                    let _ = relay.await;
+                });
+            }
+        });
+        ready.await.expect("the pipeline started");
+        Self {
+            topics,
+            config,
+            es,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn index_prefix(&self) -> &str {
+        &self.config.index_prefix
+    }
+
+    /// Stops the relay and the projector (their Kafka offsets stay committed).
+    pub fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Polls an Elasticsearch search on `alias` (of this pipeline's prefix) until `done`
+    /// holds for its hits or 60 s pass; returns the last hits.
+    pub async fn search_until(
+        &self,
+        kind: crate::indices::IndexKind,
+        body: Value,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let path = format!("/{}/_search", kind.alias(self.index_prefix()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let hits = match self
+                .es
+                .request(
+                    elasticsearch::http::Method::Post,
+                    &path,
+                    Some(body.clone()),
+                    &[404],
+                )
+                .await
+            {
+                Ok((_, response)) => response["hits"]["hits"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            if done(&hits) || Instant::now() > deadline {
+                return hits;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+        // Explicit names: Elasticsearch refuses wildcard deletes by default.
+        let es = self.es.clone();
+        let prefix = self.config.index_prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let (_, indices) = es
+                    .get(&format!("/_cat/indices/{prefix}-*?format=json"), &[404])
+                    .await
+                    .ok()?;
+                let names: Vec<String> = indices
+                    .as_array()?
+                    .iter()
+                    .filter_map(|i| i["index"].as_str().map(str::to_owned))
+                    .collect();
+                if !names.is_empty() {
+                    let _ = es
+                        .request(
+                            elasticsearch::http::Method::Delete,
+                            &format!("/{}", names.join(",")),
+                            None,
+                            &[404],
+                        )
+                        .await;
+                }
+                for kind in crate::indices::IndexKind::ALL {
+                    let _ = es
+                        .request(
+                            elasticsearch::http::Method::Delete,
+                            &format!("/_index_template/{}", kind.alias(&prefix)),
+                            None,
+                            &[404],
+                        )
+                        .await;
+                }
+                Some(())
+            })
+        })
+        .join();
+    }
+}

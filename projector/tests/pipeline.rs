@@ -1,0 +1,685 @@
+//! From the event store through the relay and Kafka into the read model and the indices,
+//! against real PostgreSQL, Kafka and Elasticsearch.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use event_store::testing::ScratchDatabase;
+use event_store::{EventStore, LogPosition};
+use projector::indices::IndexKind;
+use projector::read::{self, AuditFilter};
+use projector::testing::Pipeline;
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+use support::{
+    archived, customer, email_changed, register_tenant, registered, renamed, tenant, view_at,
+};
+
+/// Searches until `expect(total)` holds or 30 s pass (the index refreshes every second).
+async fn search(
+    pipeline: &Pipeline,
+    tenant_id: &str,
+    q: &str,
+    tag: Option<&str>,
+    archived: bool,
+    expect: impl Fn(u64) -> bool,
+) -> Vec<read::CustomerRecord> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (items, total) = read::search(
+            &pipeline.es,
+            pipeline.index_prefix(),
+            &tenant(tenant_id),
+            q,
+            tag,
+            20,
+            archived,
+        )
+        .await
+        .unwrap();
+        if expect(total) || Instant::now() > deadline {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flow_into_the_read_model_search_history_and_audit() {
+    let db = ScratchDatabase::create().await;
+    let store = EventStore::new(db.app_pool(4).await);
+    let pipeline = Pipeline::start(&db.app_url()).await;
+
+    register_tenant(&store, "acme").await;
+    register_tenant(&store, "globex").await;
+    let mueller = customer(
+        &store,
+        "acme",
+        &[
+            registered(
+                "Jürgen Müller",
+                "j.mueller@example.de",
+                Some("Berlin"),
+                &["vip"],
+            ),
+            email_changed("juergen@example.de"),
+        ],
+    )
+    .await;
+    let ada = customer(
+        &store,
+        "acme",
+        &[
+            registered("Ada Lovelace", "ada@example.com", None, &[]),
+            archived(),
+        ],
+    )
+    .await;
+    let theirs = customer(
+        &store,
+        "globex",
+        &[registered(
+            "Karl Müller",
+            "karl@globex.example",
+            Some("Hamburg"),
+            &["vip"],
+        )],
+    )
+    .await;
+
+    // The read model.
+    let view = view_at(&store, "acme", mueller, 2)
+        .await
+        .expect("the customer reached the read model");
+    assert_eq!(
+        (view.version, view.email.as_str(), view.status.as_str()),
+        (2, "juergen@example.de", "active")
+    );
+    assert_eq!(view.tags, vec!["vip"]);
+    assert_eq!(view.address.as_ref().unwrap()["city"], "Berlin");
+    assert_eq!(
+        view_at(&store, "acme", ada, 2).await.unwrap().status,
+        "archived"
+    );
+    assert!(
+        read::customer(&store, &tenant("acme"), theirs)
+            .await
+            .unwrap()
+            .is_none(),
+        "globex's customer is not acme's"
+    );
+    let page = read::customers(&store, &tenant("acme"), 10, None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![mueller],
+        "archived excluded by default"
+    );
+    assert_eq!(
+        read::customers(&store, &tenant("acme"), 10, None, true)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Search: folded, typo-tolerant, tenant-scoped.
+    for query in [
+        "Müller",
+        "Muller",
+        "Mueller",
+        "mulller",
+        "juergen",
+        "Berlin",
+        "berlni",
+        "example.de",
+        "vip",
+    ] {
+        let found = search(&pipeline, "acme", query, None, false, |total| total >= 1).await;
+        assert_eq!(
+            found.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![mueller],
+            "query {query:?}"
+        );
+    }
+    let globex_found = search(&pipeline, "globex", "Muller", None, false, |total| {
+        total >= 1
+    })
+    .await;
+    assert_eq!(
+        globex_found.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![theirs]
+    );
+    assert_eq!(
+        search(&pipeline, "acme", "", Some("vip"), false, |t| t >= 1)
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        search(&pipeline, "acme", "Lovelace", None, false, |t| t == 0)
+            .await
+            .is_empty(),
+        "archived hidden by default"
+    );
+    assert_eq!(
+        search(&pipeline, "acme", "Lovelace", None, true, |t| t >= 1).await[0].id,
+        ada
+    );
+    assert!(
+        search(&pipeline, "acme", "Hamburg", None, false, |t| t == 0)
+            .await
+            .is_empty(),
+        "another tenant's customer"
+    );
+
+    // History: each version with its changes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let history = loop {
+        let history = read::history(
+            &pipeline.es,
+            pipeline.index_prefix(),
+            &tenant("acme"),
+            mueller,
+        )
+        .await
+        .unwrap();
+        if history.len() >= 2 || Instant::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        history.iter().map(|h| h.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(history[0].event_type, "CustomerRegistered");
+    assert!(
+        history[0]
+            .changes
+            .iter()
+            .any(|c| c.field == "name" && c.old.is_null() && c.new == "Jürgen Müller")
+    );
+    assert_eq!(history[1].changes.len(), 1);
+    assert_eq!(history[1].changes[0].field, "email");
+    assert_eq!(
+        (
+            history[1].changes[0].old.clone(),
+            history[1].changes[0].new.clone()
+        ),
+        (json!("j.mueller@example.de"), json!("juergen@example.de"))
+    );
+    assert_eq!(history[1].actor.name, "Mia Member");
+    assert!(
+        read::history(
+            &pipeline.es,
+            pipeline.index_prefix(),
+            &tenant("globex"),
+            mueller
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+
+    // Audit: every event of the tenant, none of the other's.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let audit = loop {
+        let (items, _) = read::audit(
+            &pipeline.es,
+            pipeline.index_prefix(),
+            &tenant("acme"),
+            &AuditFilter::default(),
+            100,
+            None,
+        )
+        .await
+        .unwrap();
+        if items.len() >= 5 || Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let types: Vec<&str> = audit.iter().map(|a| a.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "TenantRegistered",
+            "CustomerRegistered",
+            "CustomerUpdated",
+            "CustomerRegistered",
+            "CustomerArchived"
+        ]
+    );
+    let only_updates = AuditFilter {
+        event_type: Some("CustomerUpdated".to_owned()),
+        ..AuditFilter::default()
+    };
+    let (updates, _) = read::audit(
+        &pipeline.es,
+        pipeline.index_prefix(),
+        &tenant("acme"),
+        &only_updates,
+        100,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(updates.len(), 1);
+    let (first_page, cursor) = read::audit(
+        &pipeline.es,
+        pipeline.index_prefix(),
+        &tenant("acme"),
+        &AuditFilter::default(),
+        2,
+        None,
+    )
+    .await
+    .unwrap();
+    let (second_page, _) = read::audit(
+        &pipeline.es,
+        pipeline.index_prefix(),
+        &tenant("acme"),
+        &AuditFilter::default(),
+        2,
+        cursor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first_page.len() + second_page.len(), 4);
+    assert_ne!(first_page[0].event_id, second_page[0].event_id);
+
+    // Kibana's per-tenant filtered aliases exist and filter.
+    for kind in IndexKind::ALL {
+        let alias = kind.tenant_alias(pipeline.index_prefix(), "acme");
+        let (status, _) = pipeline
+            .es
+            .get(&format!("/_alias/{alias}"), &[404])
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{alias} is missing");
+    }
+    let (_, counted) = pipeline
+        .es
+        .get(
+            &format!(
+                "/{}/_count",
+                IndexKind::Customers.tenant_alias(pipeline.index_prefix(), "globex")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counted["count"], 1);
+}
+
+/// Publishes the stored events of `stream` again, newest first, twice: redelivery and
+/// disorder at once.
+async fn replay_out_of_order(
+    pipeline: &Pipeline,
+    store: &EventStore,
+    tenant_id: &str,
+    id: uuid::Uuid,
+) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &pipeline.topics.brokers)
+        .create()
+        .unwrap();
+    let stream = event_store::StreamId::for_aggregate("customer", id).unwrap();
+    let events = store
+        .read_stream(&tenant(tenant_id), &stream, 1, 100)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        for event in events.iter().rev() {
+            let record = event_store::relay::cloudevents::KafkaRecord::for_event(
+                &pipeline.topics.prefix,
+                event,
+            );
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (key, value)| {
+                    h.insert(Header {
+                        key,
+                        value: Some(value.as_bytes()),
+                    })
+                });
+            producer
+                .send(
+                    FutureRecord::to(&record.topic)
+                        .key(&record.key)
+                        .payload(&record.value)
+                        .headers(headers),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_and_out_of_order_events_leave_the_same_state() {
+    let db = ScratchDatabase::create().await;
+    let store = EventStore::new(db.app_pool(4).await);
+    let pipeline = Pipeline::start(&db.app_url()).await;
+    register_tenant(&store, "acme").await;
+    let id = customer(
+        &store,
+        "acme",
+        &[
+            registered(
+                "Grace Hopper",
+                "grace@example.com",
+                Some("Arlington"),
+                &["navy"],
+            ),
+            renamed("Grace Brewster Hopper"),
+            email_changed("amazing.grace@example.com"),
+        ],
+    )
+    .await;
+    let before = view_at(&store, "acme", id, 3).await.unwrap();
+    let alias = IndexKind::Customers.alias(pipeline.index_prefix());
+    let doc_path = format!("/{alias}/_doc/{id}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pipeline.es.get(&doc_path, &[404]).await.unwrap().1["_version"] != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the search document did not reach version 3"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    replay_out_of_order(&pipeline, &store, "acme", id).await;
+    // A sentinel after the replayed records: once it is projected, so are they.
+    let sentinel = customer(
+        &store,
+        "acme",
+        &[registered("Sentinel", "s@example.com", None, &[])],
+    )
+    .await;
+    view_at(&store, "acme", sentinel, 1)
+        .await
+        .expect("the sentinel was projected");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pipeline
+        .es
+        .get(&format!("/{alias}/_doc/{sentinel}"), &[404])
+        .await
+        .unwrap()
+        .0
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sentinel's search document never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // History and audit are consumer groups of their own: wait for them to pass the
+    // sentinel too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sentinel_history = read::history(
+            &pipeline.es,
+            pipeline.index_prefix(),
+            &tenant("acme"),
+            sentinel,
+        )
+        .await
+        .unwrap();
+        let (audit, _) = read::audit(
+            &pipeline.es,
+            pipeline.index_prefix(),
+            &tenant("acme"),
+            &AuditFilter::default(),
+            100,
+            None,
+        )
+        .await
+        .unwrap();
+        if (sentinel_history.len() == 1
+            && audit
+                .iter()
+                .any(|a| a.stream_id.ends_with(&sentinel.to_string())))
+            || Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = read::customer(&store, &tenant("acme"), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after, before, "redelivery changed the read model");
+    let (_, doc) = pipeline.es.get(&doc_path, &[]).await.unwrap();
+    assert_eq!(doc["_version"], 3);
+    assert_eq!(doc["_source"]["name"], "Grace Brewster Hopper");
+    let history = read::history(&pipeline.es, pipeline.index_prefix(), &tenant("acme"), id)
+        .await
+        .unwrap();
+    assert_eq!(
+        history.iter().map(|h| h.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let (audit, _) = read::audit(
+        &pipeline.es,
+        pipeline.index_prefix(),
+        &tenant("acme"),
+        &AuditFilter::default(),
+        100,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        audit.len(),
+        5,
+        "one audit entry per event, however often delivered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_are_parked_with_their_reason_while_the_rest_flows() {
+    let db = ScratchDatabase::create().await;
+    let store = EventStore::new(db.app_pool(4).await);
+    let pipeline = Pipeline::start(&db.app_url()).await;
+    register_tenant(&store, "acme").await;
+    let first = customer(
+        &store,
+        "acme",
+        &[registered("Before Poison", "before@example.com", None, &[])],
+    )
+    .await;
+    view_at(&store, "acme", first, 1).await.unwrap();
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &pipeline.topics.brokers)
+        .create()
+        .unwrap();
+    let topic = pipeline.topics.topic("customer");
+    let garbage = b"{not json at all".to_vec();
+    let mut unknown = serde_json::to_value(
+        store
+            .read_global_log(LogPosition::START, 10)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .event
+            .clone(),
+    )
+    .unwrap();
+    unknown["event_type"] = json!("CustomerTeleported");
+    unknown["event_id"] = json!(uuid::Uuid::now_v7());
+    let unknown = serde_json::to_vec(&unknown).unwrap();
+    for payload in [&garbage, &unknown] {
+        producer
+            .send(
+                FutureRecord::to(&topic).key("poison").payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let after = customer(
+        &store,
+        "acme",
+        &[registered("After Poison", "after@example.com", None, &[])],
+    )
+    .await;
+    assert!(
+        view_at(&store, "acme", after, 1).await.is_some(),
+        "the projector stopped at the poison"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let config = pipeline.config.clone();
+    let parked = loop {
+        let config = config.clone();
+        let parked = tokio::task::spawn_blocking(move || projector::dlq::list(&config))
+            .await
+            .unwrap()
+            .unwrap();
+        if parked.len() >= 8 || Instant::now() > deadline {
+            break parked;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        parked.len(),
+        8,
+        "each of the 4 projections parks each of the 2 poison records once: {parked:#?}"
+    );
+    for projection in ["customers", "search", "history", "audit"] {
+        let mine: Vec<_> = parked
+            .iter()
+            .filter(|p| p.projection == projection)
+            .collect();
+        assert_eq!(mine.len(), 2, "{projection}");
+        assert!(
+            mine.iter()
+                .any(|p| p.reason.contains("not an event envelope")),
+            "{projection}: {mine:?}"
+        );
+        assert!(
+            mine.iter().any(|p| p.reason.contains("CustomerTeleported")),
+            "{projection}: {mine:?}"
+        );
+        assert!(
+            mine.iter()
+                .all(|p| p.original_topic == topic && p.key.as_deref() == Some("poison"))
+        );
+    }
+
+    // Re-driving what is still poison parks it again, with the original coordinates.
+    let summary = projector::dlq::redrive(&pipeline.config).await.unwrap();
+    assert_eq!((summary.projected, summary.parked_again), (0, 8));
+    let again = projector::dlq::redrive(&pipeline.config).await.unwrap();
+    assert_eq!(
+        (again.projected, again.parked_again),
+        (0, 8),
+        "only the newly parked ones are re-driven"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_killed_mid_stream_ends_consistent_with_the_store() {
+    let db = ScratchDatabase::create().await;
+    let store = EventStore::new(db.app_pool(4).await);
+    let pipeline = Pipeline::start_with(&db.app_url(), &[]).await;
+    register_tenant(&store, "acme").await;
+
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
+            .env("DATABASE_URL", db.app_url())
+            .env("KAFKA_BROKERS", &pipeline.config.kafka_brokers)
+            .env("ELASTICSEARCH_URL", &pipeline.config.elasticsearch_url)
+            .env("CHRONICLE_TOPIC_PREFIX", &pipeline.config.topic_prefix)
+            .env("CHRONICLE_INDEX_PREFIX", &pipeline.config.index_prefix)
+            .env(
+                "CHRONICLE_PROJECTOR_GROUP_PREFIX",
+                &pipeline.config.group_prefix,
+            )
+            .env("CHRONICLE_PROJECTOR_METRICS_ADDR", "127.0.0.1:0")
+            .env("CHRONICLE_PROJECTOR_BATCH_SIZE", "50")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut projector = spawn();
+    let mut ids = Vec::new();
+    for i in 0..150 {
+        let events = [
+            registered(&format!("Customer {i}"), "c@example.com", None, &[]),
+            renamed(&format!("Customer {i} Renamed")),
+        ];
+        ids.push(customer(&store, "acme", &events).await);
+    }
+    // Kill it (SIGKILL) once part of the work is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read::customers(&store, &tenant("acme"), 100, None, true)
+        .await
+        .unwrap()
+        .len()
+        < 20
+    {
+        assert!(Instant::now() < deadline, "the projector made no progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    projector.kill().unwrap();
+    projector.wait().unwrap();
+    let mut projector = spawn();
+
+    // Everything ends as the store says: every customer at version 2, in PostgreSQL and
+    // in Elasticsearch, each exactly once.
+    for id in &ids {
+        let view = view_at(&store, "acme", *id, 2)
+            .await
+            .expect("a customer is missing after the restart");
+        assert_eq!(view.version, 2);
+    }
+    let alias = IndexKind::Customers.alias(&pipeline.config.index_prefix);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let _ = pipeline
+            .es
+            .post(&format!("/{alias}/_refresh"), json!({}))
+            .await;
+        let (_, count) = pipeline
+            .es
+            .get(&format!("/{alias}/_count"), &[])
+            .await
+            .unwrap();
+        let (_, renamed) = pipeline
+            .es
+            .request(
+                elasticsearch::http::Method::Post,
+                &format!("/{alias}/_count"),
+                Some(json!({ "query": { "term": { "version": 2 } } })),
+                &[],
+            )
+            .await
+            .unwrap();
+        if (count["count"] == 150 && renamed["count"] == 150) || Instant::now() > deadline {
+            assert_eq!(
+                (count["count"].as_u64(), renamed["count"].as_u64()),
+                (Some(150), Some(150))
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    projector.kill().unwrap();
+    projector.wait().unwrap();
+}
