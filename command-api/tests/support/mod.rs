@@ -28,6 +28,7 @@ pub struct TestApp {
     config: ApiConfig,
     shutdown: CancellationToken,
     server: Option<std::thread::JoinHandle<()>>,
+    pipeline: Option<projector::testing::Pipeline>,
 }
 
 impl Drop for TestApp {
@@ -71,8 +72,22 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// The API with the relay and the projector running behind it, for the reads.
+    pub async fn spawn_with_pipeline() -> Self {
+        let db = Arc::new(ScratchDatabase::create().await);
+        let pipeline = projector::testing::Pipeline::start(&db.app_url()).await;
+        let prefix = pipeline.index_prefix().to_owned();
+        let mut app = Self::spawn_on(db, |config| config.index_prefix = prefix).await;
+        app.pipeline = Some(pipeline);
+        app
+    }
+
     pub async fn spawn_with(customize: impl FnOnce(&mut ApiConfig)) -> Self {
         let db = Arc::new(ScratchDatabase::create().await);
+        Self::spawn_on(db, customize).await
+    }
+
+    async fn spawn_on(db: Arc<ScratchDatabase>, customize: impl FnOnce(&mut ApiConfig)) -> Self {
         let keys_dir =
             std::env::temp_dir().join(format!("chronicle-keys-{}", uuid::Uuid::now_v7().simple()));
         command_api::auth::keys::write_key_pair(&keys_dir, "test-key").unwrap();
@@ -119,6 +134,7 @@ impl TestApp {
             config,
             shutdown,
             server: Some(server),
+            pipeline: None,
         }
     }
 
