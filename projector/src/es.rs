@@ -83,6 +83,13 @@ impl Es {
         Ok(self.request(Method::Post, path, Some(body), &[]).await?.1)
     }
 
+    /// Makes everything indexed so far searchable now (instead of at the next refresh).
+    pub async fn refresh(&self, target: &str) -> Result<(), EsError> {
+        self.request(Method::Post, &format!("/{target}/_refresh"), None, &[])
+            .await
+            .map(|_| ())
+    }
+
     /// `_bulk` with the given action and document lines; returns the response's items.
     pub async fn bulk(&self, lines: Vec<Value>, refresh: bool) -> Result<Vec<Value>, EsError> {
         let path = if refresh {

@@ -652,10 +652,7 @@ async fn a_projector_killed_mid_stream_ends_consistent_with_the_store() {
     let alias = IndexKind::Customers.alias(&pipeline.config.index_prefix);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let _ = pipeline
-            .es
-            .post(&format!("/{alias}/_refresh"), json!({}))
-            .await;
+        let _ = pipeline.es.refresh(&alias).await;
         let (_, count) = pipeline
             .es
             .get(&format!("/{alias}/_count"), &[])
