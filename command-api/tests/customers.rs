@@ -95,6 +95,10 @@ async fn a_customer_is_created_changed_and_archived() {
         ["CustomerRegistered", "CustomerUpdated", "CustomerArchived"]
     );
     assert_eq!(events[0].payload["address"]["country"], "DE");
+    assert_eq!(
+        (events[2].schema_version, events[2].payload.clone()),
+        (2, json!({"reason": "archived via the API"}))
+    );
     assert_eq!(events[0].payload["phone"], "+49301234567");
     assert_eq!(
         events[1].payload,
@@ -249,6 +253,16 @@ async fn updates_need_the_current_version() {
     let delete_without = app
         .send(Method::DELETE, &path, Some(&admin), None, &[])
         .await;
+    let empty_reason = app
+        .send(
+            Method::DELETE,
+            &format!("{path}?reason=%20"),
+            Some(&admin),
+            None,
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(empty_reason.error_fields(), ["reason"]);
     assert_eq!(delete_without.status, StatusCode::PRECONDITION_REQUIRED);
     let unknown = app
         .send(

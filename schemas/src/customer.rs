@@ -74,13 +74,41 @@ impl EventType for CustomerUpdated {
 }
 
 /// A customer was archived: kept, but hidden from lists by default. Nothing is deleted.
+///
+/// Version 2 added `reason`. Version 1 events (`{}`) are stored as they were and read
+/// through [`EventType::upcast`], which records that no reason was given then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CustomerArchived {}
+pub struct CustomerArchived {
+    /// Why, in the archiving user's words.
+    pub reason: String,
+}
+
+impl CustomerArchived {
+    /// The reason given to version 1 events, which had none.
+    pub const REASON_BEFORE_V2: &'static str = "not recorded (archived before reasons were kept)";
+}
 
 impl EventType for CustomerArchived {
     const NAME: &'static str = "CustomerArchived";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
+
+    fn upcast(
+        from_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::DecodeError> {
+        match (from_version, payload) {
+            (1, serde_json::Value::Object(mut fields)) => {
+                fields.insert("reason".to_owned(), Self::REASON_BEFORE_V2.into());
+                Ok(serde_json::Value::Object(fields))
+            }
+            (schema_version, _) => Err(crate::DecodeError::UnknownVersion {
+                event_type: Self::NAME,
+                schema_version,
+                current: Self::VERSION,
+            }),
+        }
+    }
 }
 
 /// Deserializes a field that is present (possibly `null`) as `Some(..)`, so that with
@@ -138,7 +166,7 @@ mod tests {
         use crate::event::DecodeError;
         let unknown_type = CustomerEvent::decode("CustomerTeleported", 1, json!({}));
         assert!(matches!(unknown_type, Err(DecodeError::UnknownType { .. })));
-        let future_version = CustomerEvent::decode("CustomerArchived", 2, json!({}));
+        let future_version = CustomerEvent::decode("CustomerArchived", 3, json!({}));
         assert!(matches!(
             future_version,
             Err(DecodeError::UnknownVersion { .. })
@@ -148,5 +176,30 @@ mod tests {
             bad_payload,
             Err(DecodeError::InvalidPayload { .. })
         ));
+    }
+
+    #[test]
+    fn archived_events_of_both_versions_decode_through_the_upcaster() {
+        let v1 = CustomerEvent::decode("CustomerArchived", 1, json!({})).unwrap();
+        assert_eq!(
+            v1,
+            CustomerEvent::Archived(CustomerArchived {
+                reason: CustomerArchived::REASON_BEFORE_V2.to_owned()
+            })
+        );
+        let v2 =
+            CustomerEvent::decode("CustomerArchived", 2, json!({"reason": "moved away"})).unwrap();
+        assert_eq!(
+            v2,
+            CustomerEvent::Archived(CustomerArchived {
+                reason: "moved away".to_owned()
+            })
+        );
+        assert_eq!(v2.schema_version(), 2);
+        assert!(
+            CustomerEvent::decode("CustomerArchived", 2, json!({})).is_err(),
+            "v2 requires a reason"
+        );
+        assert!(CustomerEvent::decode("CustomerArchived", 0, json!({})).is_err());
     }
 }

@@ -29,7 +29,9 @@ pub enum CustomerCommand {
     Register(CustomerDetails),
     /// Make the customer's details these (computed from a merge patch by the caller).
     Update(CustomerDetails),
-    Archive,
+    Archive {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -79,8 +81,10 @@ pub fn decide(
                 vec![update.into()]
             })
         }
-        (Some(customer), CustomerCommand::Archive) if customer.archived => Ok(Vec::new()),
-        (Some(_), CustomerCommand::Archive) => Ok(vec![CustomerArchived {}.into()]),
+        (Some(customer), CustomerCommand::Archive { .. }) if customer.archived => Ok(Vec::new()),
+        (Some(_), CustomerCommand::Archive { reason }) => {
+            Ok(vec![CustomerArchived { reason }.into()])
+        }
     }
 }
 
@@ -231,7 +235,12 @@ mod tests {
             Err(CustomerError::NotFound)
         );
         assert_eq!(
-            decide(None, CustomerCommand::Archive),
+            decide(
+                None,
+                CustomerCommand::Archive {
+                    reason: "moved away".to_owned()
+                }
+            ),
             Err(CustomerError::NotFound)
         );
     }
@@ -239,12 +248,23 @@ mod tests {
     #[test]
     fn archiving_records_once_and_freezes_the_customer() {
         let state = given(&[registered("Ada")]);
-        let events = decide(state.as_ref(), CustomerCommand::Archive).unwrap();
+        let events = decide(
+            state.as_ref(),
+            CustomerCommand::Archive {
+                reason: "moved away".to_owned(),
+            },
+        )
+        .unwrap();
         assert!(matches!(&events[..], [CustomerEvent::Archived(_)]));
         let archived = events.iter().fold(state, apply);
         assert!(archived.as_ref().unwrap().archived);
         assert_eq!(
-            decide(archived.as_ref(), CustomerCommand::Archive),
+            decide(
+                archived.as_ref(),
+                CustomerCommand::Archive {
+                    reason: "moved away".to_owned()
+                }
+            ),
             Ok(vec![]),
             "archiving again is a no-op"
         );

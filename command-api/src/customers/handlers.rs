@@ -2,6 +2,9 @@
 //! Each loads the stream, lets the aggregate decide, and appends with the version it
 //! decided on, so a concurrent change is a 412, never a lost update.
 
+// utoipa's `IntoParams` expansion qualifies the params type again.
+#![allow(unused_qualifications)]
+
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,9 +20,9 @@ use super::aggregate::{Customer, CustomerCommand, CustomerError, decide};
 use super::input::{CustomerInput, merge_patch};
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::extract::{IdempotencyKey, IfMatch, ValidJson};
+use crate::extract::{IdempotencyKey, IfMatch, ValidJson, ValidQuery};
 use crate::idempotency::{Idempotency, Scope, StoredResponse};
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, FieldError, Problem};
 
 const WRITERS: [Role; 2] = [Role::Admin, Role::Member];
 
@@ -140,10 +143,19 @@ pub async fn patch_customer(
     Ok(response.into_response())
 }
 
+const DEFAULT_ARCHIVE_REASON: &str = "archived via the API";
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveParams {
+    /// Why (1 to 200 characters); recorded in the event. Default: "archived via the API".
+    pub reason: Option<String>,
+}
+
 /// Archives a customer: an event, nothing is removed. Archiving twice changes nothing.
 #[utoipa::path(
     delete, path = "/v1/customers/{id}", tag = "customers",
-    params(("id" = Uuid, Path), ("If-Match" = String, Header), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = Uuid, Path), ("If-Match" = String, Header), ("Idempotency-Key" = Option<String>, Header), ArchiveParams),
     responses(
         (status = 200, description = "Archived", body = CommandAccepted, headers(("ETag" = String))),
         (status = 404, body = Problem), (status = 412, body = Problem), (status = 428, body = Problem),
@@ -156,17 +168,29 @@ pub async fn archive_customer(
     Path(id): Path<String>,
     IfMatch(expected): IfMatch,
     key: IdempotencyKey,
+    ValidQuery(params): ValidQuery<ArchiveParams>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_with_role(&WRITERS)?.clone();
     app.limits.write(tenant.as_str())?;
     let id = parse_id(&id)?;
+    let reason = match params.reason.as_deref().map(str::trim) {
+        None => DEFAULT_ARCHIVE_REASON.to_owned(),
+        Some(reason) if (1..=200).contains(&reason.chars().count()) => reason.to_owned(),
+        Some(_) => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "reason",
+                "must be 1 to 200 characters",
+            )]));
+        }
+    };
     let path = format!("/v1/customers/{id}");
+    // The reason is part of the request: the same key with another reason is another request.
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
         key,
         &Method::DELETE,
         &path,
-        b"",
+        reason.as_bytes(),
     );
 
     let mut tx = app.store.begin(&tenant).await?;
@@ -178,7 +202,8 @@ pub async fn archive_customer(
     if version != expected {
         return Err(ApiError::PreconditionFailed { current: version });
     }
-    let events = decide(Some(&customer), CustomerCommand::Archive).map_err(domain_error)?;
+    let events =
+        decide(Some(&customer), CustomerCommand::Archive { reason }).map_err(domain_error)?;
     let version = append(&mut tx, &stream, version, &events, &caller).await?;
     let response = accepted(StatusCode::OK, id, version);
     idempotency.record(tx.connection(), &response).await?;

@@ -71,7 +71,9 @@ pub fn renamed(name: &str) -> CustomerEvent {
 }
 
 pub fn archived() -> CustomerEvent {
-    CustomerEvent::from(CustomerArchived {})
+    CustomerEvent::from(CustomerArchived {
+        reason: "moved away".to_owned(),
+    })
 }
 
 /// Appends `events` to a new customer stream of `tenant_id`; returns the customer id.
