@@ -7,6 +7,8 @@
 //!   concurrency in one statement per append.
 //! - [`stream`]: reading one stream forward.
 //! - [`global_log`]: reading every tenant's events in a commit-safe order, for the relay.
+//! - [`replay_reads`]: what rebuilding and verifying projections read: a tenant's whole
+//!   log, its (stream, version, position) index, the tenants with events, the settled horizon.
 //! - [`migrations`]: the schema, embedded, run by the owner role.
 //! - [`relay`]: the relay, publishing the global log to Kafka (binary `relay`).
 //! - [`error`]: [`EventStoreError`], what can go wrong, typed.
@@ -21,6 +23,7 @@ pub mod error;
 pub mod global_log;
 pub mod migrations;
 pub mod relay;
+pub mod replay_reads;
 pub mod stream;
 pub mod tenant_scope;
 #[cfg(feature = "testing")]
@@ -31,6 +34,7 @@ use sqlx::PgPool;
 pub use append::{AppendResult, ExpectedVersion, NewEvent};
 pub use error::EventStoreError;
 pub use global_log::{GlobalLogEvent, LogPosition};
+pub use replay_reads::LoggedEvent;
 pub use schemas::{EventEnvelope, EventMetadata, StreamId, TenantId};
 pub use tenant_scope::TenantTransaction;
 
@@ -94,5 +98,16 @@ impl EventStore {
         max_events: u32,
     ) -> Result<Vec<GlobalLogEvent>, EventStoreError> {
         global_log::read(&self.pool, after, max_events).await
+    }
+
+    /// Every tenant with events, and how many each has.
+    pub async fn tenants_with_events(&self) -> Result<Vec<(TenantId, u64)>, EventStoreError> {
+        replay_reads::tenants_with_events(&self.pool).await
+    }
+
+    /// A global log position behind every event that is not yet committed: reading the
+    /// log from here later finds everything committed after this call.
+    pub async fn settled_horizon(&self) -> Result<LogPosition, EventStoreError> {
+        replay_reads::settled_horizon(&self.pool).await
     }
 }

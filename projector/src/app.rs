@@ -57,11 +57,7 @@ impl Projector {
             .create()?;
         event_store::relay::topics::create_topics(&admin, &[config.dlq_topic()], 1, 1).await?;
 
-        let sinks = Sinks {
-            store: EventStore::new(pool),
-            es,
-            index_prefix: config.index_prefix.clone(),
-        };
+        let sinks = Sinks::live(EventStore::new(pool), es, &config.index_prefix);
         let metrics = Arc::new(ProjectorMetrics::default());
         let dead_letters = DeadLetters::new(config)?;
         let runners = projections

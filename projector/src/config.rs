@@ -11,6 +11,10 @@
 //! | `CHRONICLE_PROJECTOR_GROUP_PREFIX` | `chronicle-projector`: consumer group `<prefix>-<projection>` |
 //! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | `500` records per write |
 //! | `CHRONICLE_PROJECTOR_BATCH_WAIT_MS` | `50`: how long a batch may wait to fill |
+//! | `DATABASE_ADMIN_URL` | the owner role on `127.0.0.1:5432/chronicle`: `projector replay` creates and renames read-model tables with it |
+//! | `CHRONICLE_PROJECTOR_REPLAY_KEEP` | `2`: previous indices and tables a replay keeps for `--rollback` |
+//! | `CHRONICLE_PROJECTOR_REPLAY_BULK_DOCS` | `5000` documents per bulk write while rebuilding |
+//! | `CHRONICLE_PROJECTOR_VERIFY_ATTEMPTS` | `10`: a tenant whose projection differs from the store is checked again (1 s apart) this many times before it counts as a mismatch, so live lag is not reported as one |
 
 use std::fmt;
 use std::time::Duration;
@@ -51,6 +55,10 @@ pub struct ProjectorConfig {
     pub group_prefix: String,
     pub batch_size: usize,
     pub batch_wait_ms: u64,
+    pub database_admin_url: Secret,
+    pub replay_keep: usize,
+    pub replay_bulk_docs: usize,
+    pub verify_attempts: u32,
 }
 
 impl Default for ProjectorConfig {
@@ -67,6 +75,12 @@ impl Default for ProjectorConfig {
             group_prefix: "chronicle-projector".to_owned(),
             batch_size: 500,
             batch_wait_ms: 50,
+            database_admin_url: Secret::new(
+                "postgres://chronicle_owner:chronicle_owner@127.0.0.1:5432/chronicle",
+            ),
+            replay_keep: 2,
+            replay_bulk_docs: 5000,
+            verify_attempts: 10,
         }
     }
 }
@@ -74,7 +88,12 @@ impl Default for ProjectorConfig {
 impl ProjectorConfig {
     pub fn from_env() -> Result<Self, Box<figment::Error>> {
         Figment::from(Serialized::defaults(Self::default()))
-            .merge(Env::raw().only(&["DATABASE_URL", "KAFKA_BROKERS", "ELASTICSEARCH_URL"]))
+            .merge(Env::raw().only(&[
+                "DATABASE_URL",
+                "DATABASE_ADMIN_URL",
+                "KAFKA_BROKERS",
+                "ELASTICSEARCH_URL",
+            ]))
             .merge(
                 Env::raw()
                     .only(&["CHRONICLE_TOPIC_PREFIX", "CHRONICLE_INDEX_PREFIX"])

@@ -265,11 +265,11 @@ pub async fn redrive(config: &ProjectorConfig) -> Result<RedriveSummary, Redrive
         .max_connections(2)
         .connect(config.database_url.expose())
         .await?;
-    let sinks = Sinks {
-        store: event_store::EventStore::new(pool),
-        es: crate::es::Es::new(&config.elasticsearch_url)?,
-        index_prefix: config.index_prefix.clone(),
-    };
+    let sinks = Sinks::live(
+        event_store::EventStore::new(pool),
+        crate::es::Es::new(&config.elasticsearch_url)?,
+        &config.index_prefix,
+    );
     let dead_letters = DeadLetters::new(config)?;
     let mut summary = RedriveSummary::default();
     let mut next_offsets: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
@@ -280,9 +280,12 @@ pub async fn redrive(config: &ProjectorConfig) -> Result<RedriveSummary, Redrive
             Some(projection) => match projections::decode(projection, message) {
                 Err(reason) => Err(reason),
                 Ok(incoming) => {
-                    let rejected =
-                        projections::apply(projection, &sinks, std::slice::from_ref(&incoming))
-                            .await?;
+                    let rejected = projections::apply(
+                        projection,
+                        &sinks,
+                        std::slice::from_ref(&incoming.envelope),
+                    )
+                    .await?;
                     rejected
                         .into_iter()
                         .next()

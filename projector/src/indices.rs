@@ -36,6 +36,13 @@ impl IndexKind {
         }
     }
 
+    /// The index settings of the template (shards, replicas, refresh interval).
+    pub fn template_settings(self) -> Value {
+        let template: Value =
+            serde_json::from_str(self.template()).expect("checked-in templates are JSON");
+        template["template"]["settings"].clone()
+    }
+
     /// The alias readers use, e.g. `chronicle-customers`.
     pub fn alias(self, prefix: &str) -> String {
         format!("{prefix}-{}", self.name())

@@ -12,6 +12,7 @@
 //! - [`es`]: a thin JSON layer over the `elasticsearch` client.
 //! - [`dlq`]: the dead-letter topic: parking, listing, re-driving.
 //! - [`metrics`]: per-projection lag and counts, and `/healthz`.
+//! - [`replay`]: rebuilding projections from the event store, rollback, verification.
 //! - [`read`]: queries over the projections, for the command API's read endpoints.
 //! - `testing` (feature `testing`): relay + projector running for a test, with prefixes of its own.
 
@@ -24,6 +25,7 @@ pub mod indices;
 pub mod metrics;
 pub mod projections;
 pub mod read;
+pub mod replay;
 pub mod runner;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -136,16 +136,20 @@ impl Runner {
         let label = ProjectorMetrics::label(self.projection.name());
         let mut poison: Vec<(OwnedMessage, String)> = Vec::new();
         let mut usable = Vec::with_capacity(batch.len());
+        let mut envelopes = Vec::with_capacity(batch.len());
         for message in &batch {
             match projections::decode(self.projection, message) {
-                Ok(incoming) => usable.push(incoming),
+                Ok(incoming) => {
+                    usable.push(incoming.message);
+                    envelopes.push(incoming.envelope);
+                }
                 Err(reason) => poison.push((message.clone(), reason)),
             }
         }
 
         let mut delays = retry_policy().build();
         let rejected = loop {
-            match projections::apply(self.projection, &self.sinks, &usable).await {
+            match projections::apply(self.projection, &self.sinks, &envelopes).await {
                 Ok(rejected) => break rejected,
                 Err(error) => {
                     tracing::warn!(projection = self.projection.name(), %error, "projecting failed; retrying the batch");
@@ -160,7 +164,7 @@ impl Runner {
         poison.extend(
             rejected
                 .into_iter()
-                .map(|(index, reason)| (usable[index].message.clone(), reason)),
+                .map(|(index, reason)| (usable[index].clone(), reason)),
         );
 
         for (message, reason) in &poison {
@@ -185,9 +189,9 @@ impl Runner {
             .projected
             .get_or_create(&label)
             .inc_by((batch.len() - poison.len()) as u64);
-        if let Some(last) = usable.last() {
+        if let Some(last) = envelopes.last() {
             let age = Utc::now()
-                .signed_duration_since(last.envelope.recorded_at)
+                .signed_duration_since(last.recorded_at)
                 .num_milliseconds()
                 .max(0) as f64
                 / 1000.0;

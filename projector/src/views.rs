@@ -94,6 +94,21 @@ pub fn fold(envelopes: &[EventEnvelope]) -> Result<Vec<CustomerView>, DecodeErro
     Ok(views)
 }
 
+/// One step of a fold, for callers that fold many streams event by event (a replay
+/// reading the global log): the view after `envelope`, given the view before it.
+/// `Ok(None)` when the event cannot apply (an update before the registration).
+pub fn step(
+    previous: Option<&CustomerView>,
+    envelope: &EventEnvelope,
+) -> Result<Option<CustomerView>, DecodeError> {
+    let event = CustomerEvent::decode(
+        &envelope.event_type,
+        envelope.schema_version,
+        envelope.payload.clone(),
+    )?;
+    Ok(apply(previous, envelope, &event))
+}
+
 fn apply(
     previous: Option<&CustomerView>,
     envelope: &EventEnvelope,
@@ -161,20 +176,29 @@ pub fn history(envelopes: &[EventEnvelope]) -> Result<Vec<HistoryEntry>, DecodeE
         let Some(next) = apply(previous.as_ref(), envelope, &event) else {
             continue;
         };
-        entries.push(HistoryEntry {
-            version: envelope.stream_version,
-            global_position: envelope.global_position,
-            event_id: envelope.event_id,
-            event_type: envelope.event_type.clone(),
-            at: envelope.recorded_at,
-            actor_id: envelope.metadata.actor_id,
-            actor_name: envelope.metadata.actor_name.clone(),
-            request_id: envelope.metadata.request_id.clone(),
-            changes: changes(previous.as_ref(), &next),
-        });
+        entries.push(history_entry(previous.as_ref(), &next, envelope));
         previous = Some(next);
     }
     Ok(entries)
+}
+
+/// The history entry of `envelope`, which took the customer from `previous` to `next`.
+pub fn history_entry(
+    previous: Option<&CustomerView>,
+    next: &CustomerView,
+    envelope: &EventEnvelope,
+) -> HistoryEntry {
+    HistoryEntry {
+        version: envelope.stream_version,
+        global_position: envelope.global_position,
+        event_id: envelope.event_id,
+        event_type: envelope.event_type.clone(),
+        at: envelope.recorded_at,
+        actor_id: envelope.metadata.actor_id,
+        actor_name: envelope.metadata.actor_name.clone(),
+        request_id: envelope.metadata.request_id.clone(),
+        changes: changes(previous, next),
+    }
 }
 
 /// The fields whose values differ between two views (all set fields for a new customer).

@@ -2,22 +2,21 @@
 //! version = global position). A tenant's registration also creates its filtered aliases
 //! for Kibana.
 
-use schemas::{DomainEvent, EventType, TenantEvent, TenantRegistered};
+use schemas::{DomainEvent, EventEnvelope, EventType, TenantEvent, TenantRegistered};
 use serde_json::{Value, json};
 
-use super::{Incoming, ProjectionError, Rejected, Sinks, index_with_versions};
-use crate::indices::{IndexKind, ensure_tenant_aliases};
+use super::{ProjectionError, Rejected, Sinks, index_with_versions};
+use crate::indices::ensure_tenant_aliases;
 
-pub async fn apply(sinks: &Sinks, batch: &[Incoming]) -> Result<Rejected, ProjectionError> {
-    let alias = IndexKind::Audit.alias(&sinks.index_prefix);
+pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
+    let alias = &sinks.targets.audit_index;
     let mut entries = Vec::with_capacity(batch.len());
-    for (index, incoming) in batch.iter().enumerate() {
-        let (action, document) = document(&alias, &incoming.envelope);
+    for (index, envelope) in batch.iter().enumerate() {
+        let (action, document) = document(alias, envelope);
         entries.push((vec![index], action, document));
     }
     let rejected = index_with_versions(&sinks.es, entries).await?;
-    for incoming in batch {
-        let envelope = &incoming.envelope;
+    for envelope in batch {
         if envelope.stream_id.category() == TenantEvent::AGGREGATE
             && envelope.event_type == TenantRegistered::NAME
         {
@@ -28,7 +27,7 @@ pub async fn apply(sinks: &Sinks, batch: &[Incoming]) -> Result<Rejected, Projec
     Ok(rejected)
 }
 
-pub fn document(index: &str, envelope: &schemas::EventEnvelope) -> (Value, Value) {
+pub fn document(index: &str, envelope: &EventEnvelope) -> (Value, Value) {
     let action = json!({ "index": {
         "_index": index, "_id": envelope.event_id,
         "version": envelope.global_position, "version_type": "external"

@@ -4,14 +4,13 @@
 
 use serde_json::{Value, json};
 
-use super::{
-    Incoming, ProjectionError, Rejected, Sinks, TouchedStreams, index_with_versions, read_streams,
-};
-use crate::indices::IndexKind;
+use schemas::EventEnvelope;
+
+use super::{ProjectionError, Rejected, Sinks, TouchedStreams, index_with_versions, read_streams};
 use crate::views::{self, HistoryEntry};
 
-pub async fn apply(sinks: &Sinks, batch: &[Incoming]) -> Result<Rejected, ProjectionError> {
-    let alias = IndexKind::History.alias(&sinks.index_prefix);
+pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
+    let alias = &sinks.targets.history_index;
     let mut rejected = Vec::new();
     let mut entries = Vec::new();
     for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
@@ -27,7 +26,7 @@ pub async fn apply(sinks: &Sinks, batch: &[Incoming]) -> Result<Rejected, Projec
                         .filter(|e| e.version >= touched.lowest_version)
                     {
                         let (action, document) =
-                            document(&alias, tenant.as_str(), stream.as_str(), entry);
+                            document(alias, tenant.as_str(), stream.as_str(), entry);
                         entries.push((touched.records.clone(), action, document));
                     }
                 }

@@ -22,6 +22,7 @@ use rdkafka::message::OwnedMessage;
 use schemas::{CustomerEvent, DomainEvent, EventEnvelope, StreamId};
 
 use crate::es::{Es, EsError};
+use crate::indices::IndexKind;
 
 /// Which projection; names its consumer group and its metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,11 +102,12 @@ pub fn decode(projection: Projection, message: &OwnedMessage) -> Result<Incoming
     })
 }
 
-/// Runs `projection` over a batch.
+/// Runs `projection` over a batch of events (from Kafka records, or from the event store
+/// when a replay catches up).
 pub async fn apply(
     projection: Projection,
     sinks: &Sinks,
-    batch: &[Incoming],
+    batch: &[EventEnvelope],
 ) -> Result<Rejected, ProjectionError> {
     match projection {
         Projection::Customers => customers::apply(sinks, batch).await,
@@ -141,6 +143,42 @@ pub struct Sinks {
     pub store: EventStore,
     pub es: Es,
     pub index_prefix: String,
+    pub targets: Targets,
+}
+
+impl Sinks {
+    /// Sinks writing where readers read: the aliases and `customer_views`.
+    pub fn live(store: EventStore, es: Es, index_prefix: &str) -> Self {
+        Self {
+            store,
+            es,
+            index_prefix: index_prefix.to_owned(),
+            targets: Targets::live(index_prefix),
+        }
+    }
+}
+
+/// Where each projection writes. Normally the aliases and the live table; a replay points
+/// one of them at the index or table it is building, to catch it up before the swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets {
+    pub customer_table: String,
+    pub search_index: String,
+    pub history_index: String,
+    pub audit_index: String,
+}
+
+impl Targets {
+    pub const LIVE_CUSTOMER_TABLE: &str = "customer_views";
+
+    pub fn live(index_prefix: &str) -> Self {
+        Self {
+            customer_table: Self::LIVE_CUSTOMER_TABLE.to_owned(),
+            search_index: IndexKind::Customers.alias(index_prefix),
+            history_index: IndexKind::History.alias(index_prefix),
+            audit_index: IndexKind::Audit.alias(index_prefix),
+        }
+    }
 }
 
 /// The customer streams a batch touches, per tenant, with the batch indices of their
@@ -157,10 +195,9 @@ pub struct Touched {
 }
 
 impl TouchedStreams {
-    pub fn of(batch: &[Incoming]) -> Self {
+    pub fn of(batch: &[EventEnvelope]) -> Self {
         let mut touched = Self::default();
-        for (index, incoming) in batch.iter().enumerate() {
-            let envelope = &incoming.envelope;
+        for (index, envelope) in batch.iter().enumerate() {
             if envelope.stream_id.category() != CustomerEvent::AGGREGATE {
                 continue;
             }

@@ -5,15 +5,14 @@
 
 use serde_json::{Value, json};
 
-use super::{
-    Incoming, ProjectionError, Rejected, Sinks, TouchedStreams, index_with_versions, read_streams,
-};
+use schemas::EventEnvelope;
+
+use super::{ProjectionError, Rejected, Sinks, TouchedStreams, index_with_versions, read_streams};
 use crate::fold::search_text;
-use crate::indices::IndexKind;
 use crate::views::{self, CustomerView};
 
-pub async fn apply(sinks: &Sinks, batch: &[Incoming]) -> Result<Rejected, ProjectionError> {
-    let alias = IndexKind::Customers.alias(&sinks.index_prefix);
+pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
+    let alias = &sinks.targets.search_index;
     let mut rejected = Vec::new();
     let mut entries = Vec::new();
     for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
@@ -27,7 +26,7 @@ pub async fn apply(sinks: &Sinks, batch: &[Incoming]) -> Result<Rejected, Projec
                     if let Some(view) = views.last() {
                         entries.push((
                             touched.records.clone(),
-                            action(&alias, view),
+                            action(alias, view),
                             document(view),
                         ));
                     }

@@ -1,0 +1,388 @@
+//! Verification: per tenant, the (stream, version) pairs a projection holds against the
+//! event store's, as a count and an order-independent checksum, with samples of what
+//! differs. The system keeps serving meanwhile, so:
+//! - events newer than the tenant's last position taken before the projection is read are
+//!   left out on both sides (and for the latest-state projections, their whole streams);
+//! - a tenant that differs is checked again, up to the configured attempts, 1 s apart,
+//!   so the live projector's lag of a second or two is not reported as a mismatch.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use event_store::{EventStore, TenantId};
+use schemas::{CustomerEvent, DomainEvent};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::es::{Es, EsError};
+use crate::indices::IndexKind;
+use crate::projections::{Projection, ProjectionError, Targets};
+
+/// A count and a checksum of (stream, version) pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub count: u64,
+    pub checksum: u64,
+}
+
+impl Tally {
+    fn of<'a>(pairs: impl IntoIterator<Item = (&'a str, u64)>) -> Self {
+        let mut tally = Self::default();
+        for (stream, version) in pairs {
+            tally.count += 1;
+            tally.checksum = tally.checksum.wrapping_add(fnv1a(stream, version));
+        }
+        tally
+    }
+}
+
+/// FNV-1a of `stream:version`: stable across builds, so checksums can be compared between
+/// runs and machines.
+fn fnv1a(stream: &str, version: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in stream
+        .bytes()
+        .chain([b':'])
+        .chain(version.to_string().into_bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// One tenant's comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantCheck {
+    pub tenant: String,
+    pub store: Tally,
+    pub projection: Tally,
+    /// Streams or events left out because they changed while the check ran.
+    pub in_flight: u64,
+    /// Up to five of each, for the report.
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    pub attempts: u32,
+}
+
+impl TenantCheck {
+    pub fn matches(&self) -> bool {
+        self.store == self.projection
+    }
+}
+
+/// A projection's verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub projection: &'static str,
+    pub tenants: Vec<TenantCheck>,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        self.tenants.iter().all(TenantCheck::matches)
+    }
+
+    pub fn mismatches(&self) -> impl Iterator<Item = &TenantCheck> {
+        self.tenants.iter().filter(|t| !t.matches())
+    }
+}
+
+/// What verification reads.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    pub store: EventStore,
+    pub es: Es,
+    pub index_prefix: String,
+    pub attempts: u32,
+    pub pause: Duration,
+}
+
+impl Verifier {
+    /// Verifies `projection` for `tenant`, or for every tenant with events (and, in
+    /// Elasticsearch, every tenant with documents).
+    pub async fn verify(
+        &self,
+        projection: Projection,
+        tenant: Option<&TenantId>,
+    ) -> Result<Verification, ProjectionError> {
+        let mut tenants: BTreeSet<TenantId> = match tenant {
+            Some(tenant) => BTreeSet::from([tenant.clone()]),
+            None => self
+                .store
+                .tenants_with_events()
+                .await?
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect(),
+        };
+        if tenant.is_none() {
+            tenants.extend(self.projection_tenants(projection).await?);
+        }
+        let mut checks: BTreeMap<TenantId, TenantCheck> = BTreeMap::new();
+        let mut pending: Vec<TenantId> = tenants.into_iter().collect();
+        for attempt in 1..=self.attempts.max(1) {
+            if attempt > 1 {
+                tokio::time::sleep(self.pause).await;
+            }
+            if let Some(kind) = index_kind(projection) {
+                self.es.refresh(&kind.alias(&self.index_prefix)).await.ok();
+            }
+            let mut still = Vec::new();
+            for tenant in pending {
+                let mut check = self.check(projection, &tenant).await?;
+                check.attempts = attempt;
+                if !check.matches() {
+                    still.push(tenant.clone());
+                }
+                checks.insert(tenant, check);
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        Ok(Verification {
+            projection: projection.name(),
+            tenants: checks.into_values().collect(),
+        })
+    }
+
+    async fn check(
+        &self,
+        projection: Projection,
+        tenant: &TenantId,
+    ) -> Result<TenantCheck, ProjectionError> {
+        let mut tx = self.store.begin(tenant).await?;
+        let horizon = tx.last_position().await?;
+        tx.commit().await?;
+        let held = self.projection_entries(projection, tenant).await?;
+        let mut tx = self.store.begin(tenant).await?;
+        let category = (projection != Projection::Audit).then_some(CustomerEvent::AGGREGATE);
+        let logged = tx.logged_events(category).await?;
+        tx.commit().await?;
+
+        let latest_state = matches!(projection, Projection::Customers | Projection::Search);
+        let (expected, held, in_flight) = if latest_state {
+            let mut latest: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for event in &logged {
+                let entry = latest.entry(event.stream_id.to_string()).or_default();
+                entry.0 = entry.0.max(event.stream_version);
+                entry.1 = entry.1.max(event.global_position);
+            }
+            let moving: BTreeSet<String> = latest
+                .iter()
+                .filter(|(_, (_, position))| *position > horizon)
+                .map(|(stream, _)| stream.clone())
+                .collect();
+            let expected: BTreeSet<(String, u64)> = latest
+                .into_iter()
+                .filter(|(stream, _)| !moving.contains(stream))
+                .map(|(stream, (version, _))| (stream, version))
+                .collect();
+            let held: BTreeSet<(String, u64)> = held
+                .into_iter()
+                .filter(|(stream, _, _)| !moving.contains(stream))
+                .map(|(stream, version, _)| (stream, version))
+                .collect();
+            (expected, held, moving.len() as u64)
+        } else {
+            let in_flight = logged
+                .iter()
+                .filter(|e| e.global_position > horizon)
+                .count() as u64;
+            let expected: BTreeSet<(String, u64)> = logged
+                .into_iter()
+                .filter(|e| e.global_position <= horizon)
+                .map(|e| (e.stream_id.to_string(), e.stream_version))
+                .collect();
+            let held: BTreeSet<(String, u64)> = held
+                .into_iter()
+                .filter(|(_, _, position)| *position <= horizon)
+                .map(|(stream, version, _)| (stream, version))
+                .collect();
+            (expected, held, in_flight)
+        };
+        let sample = |set: &mut dyn Iterator<Item = &(String, u64)>| -> Vec<String> {
+            set.take(5).map(|(s, v)| format!("{s}@{v}")).collect()
+        };
+        Ok(TenantCheck {
+            tenant: tenant.to_string(),
+            store: Tally::of(expected.iter().map(|(s, v)| (s.as_str(), *v))),
+            projection: Tally::of(held.iter().map(|(s, v)| (s.as_str(), *v))),
+            in_flight,
+            missing: sample(&mut expected.difference(&held)),
+            extra: sample(&mut held.difference(&expected)),
+            attempts: 0,
+        })
+    }
+
+    /// (stream, version, position) of everything the projection holds for the tenant.
+    async fn projection_entries(
+        &self,
+        projection: Projection,
+        tenant: &TenantId,
+    ) -> Result<Vec<(String, u64, u64)>, ProjectionError> {
+        match projection {
+            Projection::Customers => {
+                let mut tx = self.store.begin(tenant).await?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT customer_id, version, global_position FROM {}",
+                    Targets::LIVE_CUSTOMER_TABLE
+                )))
+                .fetch_all(tx.connection())
+                .await?;
+                tx.commit().await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let id: uuid::Uuid = row.get(0);
+                        let version: i64 = row.get(1);
+                        let position: i64 = row.get(2);
+                        (
+                            format!("{}-{id}", CustomerEvent::AGGREGATE),
+                            version as u64,
+                            position as u64,
+                        )
+                    })
+                    .collect())
+            }
+            Projection::Search => {
+                self.documents(IndexKind::Customers, tenant, "version", &["stream_id"])
+                    .await
+            }
+            Projection::History => {
+                self.documents(
+                    IndexKind::History,
+                    tenant,
+                    "version",
+                    &["stream_id", "version"],
+                )
+                .await
+            }
+            Projection::Audit => {
+                self.documents(
+                    IndexKind::Audit,
+                    tenant,
+                    "stream_version",
+                    &["global_position"],
+                )
+                .await
+            }
+        }
+        .map_err(Into::into)
+    }
+
+    /// Pages through the tenant's documents with `search_after`.
+    async fn documents(
+        &self,
+        kind: IndexKind,
+        tenant: &TenantId,
+        version_field: &str,
+        sort: &[&str],
+    ) -> Result<Vec<(String, u64, u64)>, EsError> {
+        const PAGE: usize = 5000;
+        let path = format!("/{}/_search", kind.alias(&self.index_prefix));
+        let mut entries = Vec::new();
+        let mut after: Option<Value> = None;
+        loop {
+            let mut body = json!({
+                "size": PAGE,
+                "query": { "term": { "tenant_id": tenant.as_str() } },
+                "_source": ["stream_id", version_field, "global_position"],
+                "sort": sort.iter().map(|field| json!({ *field: "asc" })).collect::<Vec<_>>(),
+                "track_total_hits": false,
+            });
+            if let Some(after) = &after {
+                body["search_after"] = after.clone();
+            }
+            let (status, answer) = self
+                .es
+                .request(elasticsearch::http::Method::Post, &path, Some(body), &[404])
+                .await?;
+            if status == 404 {
+                return Ok(entries);
+            }
+            let hits = answer["hits"]["hits"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for hit in &hits {
+                let source = &hit["_source"];
+                entries.push((
+                    source["stream_id"].as_str().unwrap_or_default().to_owned(),
+                    source[version_field].as_u64().unwrap_or(0),
+                    source["global_position"].as_u64().unwrap_or(0),
+                ));
+            }
+            if hits.len() < PAGE {
+                return Ok(entries);
+            }
+            after = hits.last().map(|hit| hit["sort"].clone());
+        }
+    }
+
+    /// Tenants with documents in the projection's index (a document of a tenant without
+    /// events would otherwise go unnoticed).
+    async fn projection_tenants(
+        &self,
+        projection: Projection,
+    ) -> Result<Vec<TenantId>, ProjectionError> {
+        let Some(kind) = index_kind(projection) else {
+            return Ok(Vec::new());
+        };
+        let (status, answer) = self
+            .es
+            .request(
+                elasticsearch::http::Method::Post,
+                &format!("/{}/_search", kind.alias(&self.index_prefix)),
+                Some(json!({
+                    "size": 0,
+                    "aggs": { "tenants": { "terms": { "field": "tenant_id", "size": 10000 } } }
+                })),
+                &[404],
+            )
+            .await?;
+        if status == 404 {
+            return Ok(Vec::new());
+        }
+        Ok(answer["aggregations"]["tenants"]["buckets"]
+            .as_array()
+            .map(|buckets| {
+                buckets
+                    .iter()
+                    .filter_map(|b| b["key"].as_str())
+                    .filter_map(|t| TenantId::parse(t).ok())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// The index a projection lives in (none for the PostgreSQL read model).
+pub fn index_kind(projection: Projection) -> Option<IndexKind> {
+    match projection {
+        Projection::Customers => None,
+        Projection::Search => Some(IndexKind::Customers),
+        Projection::History => Some(IndexKind::History),
+        Projection::Audit => Some(IndexKind::Audit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checksum_ignores_order_and_sees_every_pair() {
+        let a = Tally::of([("customer-1", 1), ("customer-2", 3)]);
+        let b = Tally::of([("customer-2", 3), ("customer-1", 1)]);
+        assert_eq!(a, b);
+        assert_ne!(a, Tally::of([("customer-1", 1), ("customer-2", 2)]));
+        assert_ne!(a.checksum, Tally::of([("customer-1", 1)]).checksum);
+        // A known value, so a change of the hash shows up here and not as a surprise
+        // between two versions of the tool.
+        assert_eq!(fnv1a("a", 1), 0xe661e41904a09e69);
+    }
+}
