@@ -79,6 +79,15 @@ impl ScratchDatabase {
         }
     }
 
+    /// The owner role's URL for this database (replays create tables with it).
+    pub fn admin_url(&self) -> String {
+        let admin = env_url("DATABASE_ADMIN_URL");
+        match admin.rsplit_once('/') {
+            Some((server, _database)) => format!("{server}/{}", self.name),
+            None => panic!("DATABASE_ADMIN_URL has no database part: {admin}"),
+        }
+    }
+
     /// A pool of `chronicle_app` connections, the role the services use.
     pub async fn app_pool(&self, max_connections: u32) -> PgPool {
         PgPoolOptions::new()

@@ -326,7 +326,7 @@ fn verification_text(verifications: &[Verification]) -> String {
                 .iter()
                 .fold((0, 0), |(c, f), t| (c + t.store.count, f + t.in_flight));
             text += &format!(
-                "  verified             {}: {tenants} tenant(s) match the store ({count} (stream, version) pairs, count and checksum; {in_flight} changing meanwhile left out)\n",
+                "  verified             {}: {tenants} tenant(s) match the store ({count} (stream, version) pairs, count and checksum; {in_flight} changed meanwhile)\n",
                 verification.projection
             );
         } else {

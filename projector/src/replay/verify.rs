@@ -1,10 +1,13 @@
 //! Verification: per tenant, the (stream, version) pairs a projection holds against the
 //! event store's, as a count and an order-independent checksum, with samples of what
-//! differs. The system keeps serving meanwhile, so:
-//! - events newer than the tenant's last position taken before the projection is read are
-//!   left out on both sides (and for the latest-state projections, their whole streams);
-//! - a tenant that differs is checked again, up to the configured attempts, 1 s apart,
-//!   so the live projector's lag of a second or two is not reported as a mismatch.
+//! differs. The system keeps serving meanwhile, so each tenant is compared as of a
+//! position `h`, its last event when its check starts:
+//! - events after `h` are left out on both sides (history, audit);
+//! - for the latest-state projections (customers, search), a document already at a version
+//!   newer than the store's as of `h` counts as that version, provided the store has that
+//!   version (the projection moved on, legitimately); streams begun after `h` are left out;
+//! - a tenant that differs is read again, with the same `h`, up to the configured attempts,
+//!   1 s apart: the live projector's lag closes, however busy the tenant keeps the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -58,7 +61,8 @@ pub struct TenantCheck {
     pub tenant: String,
     pub store: Tally,
     pub projection: Tally,
-    /// Streams or events left out because they changed while the check ran.
+    /// Streams (customers, search) or events (history, audit) that changed after the
+    /// position the tenant was compared at.
     pub in_flight: u64,
     /// Up to five of each, for the report.
     pub missing: Vec<String>,
@@ -121,6 +125,7 @@ impl Verifier {
             tenants.extend(self.projection_tenants(projection).await?);
         }
         let mut checks: BTreeMap<TenantId, TenantCheck> = BTreeMap::new();
+        let mut horizons: BTreeMap<TenantId, u64> = BTreeMap::new();
         let mut pending: Vec<TenantId> = tenants.into_iter().collect();
         for attempt in 1..=self.attempts.max(1) {
             if attempt > 1 {
@@ -131,7 +136,17 @@ impl Verifier {
             }
             let mut still = Vec::new();
             for tenant in pending {
-                let mut check = self.check(projection, &tenant).await?;
+                let horizon = match horizons.get(&tenant) {
+                    Some(horizon) => *horizon,
+                    None => {
+                        let mut tx = self.store.begin(&tenant).await?;
+                        let horizon = tx.last_position().await?;
+                        tx.commit().await?;
+                        horizons.insert(tenant.clone(), horizon);
+                        horizon
+                    }
+                };
+                let mut check = self.check(projection, &tenant, horizon).await?;
                 check.attempts = attempt;
                 if !check.matches() {
                     still.push(tenant.clone());
@@ -153,10 +168,8 @@ impl Verifier {
         &self,
         projection: Projection,
         tenant: &TenantId,
+        horizon: u64,
     ) -> Result<TenantCheck, ProjectionError> {
-        let mut tx = self.store.begin(tenant).await?;
-        let horizon = tx.last_position().await?;
-        tx.commit().await?;
         let held = self.projection_entries(projection, tenant).await?;
         let mut tx = self.store.begin(tenant).await?;
         let category = (projection != Projection::Audit).then_some(CustomerEvent::AGGREGATE);
@@ -165,28 +178,40 @@ impl Verifier {
 
         let latest_state = matches!(projection, Projection::Customers | Projection::Search);
         let (expected, held, in_flight) = if latest_state {
-            let mut latest: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            // Per stream: its version as of the horizon (if it had begun) and its last.
+            let mut versions: BTreeMap<String, (Option<u64>, u64)> = BTreeMap::new();
             for event in &logged {
-                let entry = latest.entry(event.stream_id.to_string()).or_default();
-                entry.0 = entry.0.max(event.stream_version);
-                entry.1 = entry.1.max(event.global_position);
+                let entry = versions
+                    .entry(event.stream_id.to_string())
+                    .or_insert((None, 0));
+                if event.global_position <= horizon {
+                    entry.0 = entry.0.max(Some(event.stream_version));
+                }
+                entry.1 = entry.1.max(event.stream_version);
             }
-            let moving: BTreeSet<String> = latest
+            let expected: BTreeSet<(String, u64)> = versions
                 .iter()
-                .filter(|(_, (_, position))| *position > horizon)
-                .map(|(stream, _)| stream.clone())
+                .filter_map(|(stream, (at_horizon, _))| at_horizon.map(|v| (stream.clone(), v)))
                 .collect();
-            let expected: BTreeSet<(String, u64)> = latest
-                .into_iter()
-                .filter(|(stream, _)| !moving.contains(stream))
-                .map(|(stream, (version, _))| (stream, version))
-                .collect();
-            let held: BTreeSet<(String, u64)> = held
-                .into_iter()
-                .filter(|(stream, _, _)| !moving.contains(stream))
-                .map(|(stream, version, _)| (stream, version))
-                .collect();
-            (expected, held, moving.len() as u64)
+            let mut held_pairs = BTreeSet::new();
+            for (stream, version, _) in held {
+                match versions.get(&stream) {
+                    // Begun after the horizon: not compared.
+                    Some((None, _)) => {}
+                    // Moved on to a version the store has: counts as at the horizon.
+                    Some((Some(at_horizon), last)) if version > *at_horizon && version <= *last => {
+                        held_pairs.insert((stream, *at_horizon));
+                    }
+                    _ => {
+                        held_pairs.insert((stream, version));
+                    }
+                }
+            }
+            let in_flight = versions
+                .values()
+                .filter(|(at_horizon, last)| *at_horizon != Some(*last))
+                .count() as u64;
+            (expected, held_pairs, in_flight)
         } else {
             let in_flight = logged
                 .iter()
