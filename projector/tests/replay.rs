@@ -272,6 +272,7 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
             projections: Projection::ALL.to_vec(),
             tenant: None,
             dry_run: false,
+            verify: true,
             progress: ProgressMode::Quiet,
         },
     )

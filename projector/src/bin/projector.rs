@@ -176,6 +176,7 @@ async fn replay_command(config: ProjectorConfig, args: ReplayArgs) -> ExitCode {
         projections,
         tenant,
         dry_run: args.dry_run,
+        verify: true,
         progress: ProgressMode::Auto,
     };
     match replay::replay(&config, &options).await {

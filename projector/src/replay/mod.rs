@@ -76,6 +76,8 @@ pub struct ReplayOptions {
     pub tenant: Option<TenantId>,
     /// Read and fold everything, write nothing.
     pub dry_run: bool,
+    /// Compare the result with the store at the end (the CLI always does).
+    pub verify: bool,
     pub progress: ProgressMode,
 }
 
@@ -446,7 +448,7 @@ async fn rebuild_all(
         discard(context, targets).await;
         return Err(error);
     }
-    if !options.dry_run {
+    if !options.dry_run && options.verify {
         progress.phase("verifying");
         report.verification = verify_all(context, &options.projections, None).await?;
     }
@@ -647,8 +649,10 @@ async fn rebuild_tenant(
     .await?;
     report.caught_up_events = caught_up.events;
 
-    progress.phase("verifying");
-    report.verification = verify_all(context, &options.projections, Some(tenant)).await?;
+    if options.verify {
+        progress.phase("verifying");
+        report.verification = verify_all(context, &options.projections, Some(tenant)).await?;
+    }
     progress.finish();
     Ok(())
 }
