@@ -111,14 +111,23 @@ pub async fn indices_behind(es: &Es, alias: &str) -> Result<Vec<String>, EsError
         .unwrap_or_default())
 }
 
-/// Creates (or re-points) the tenant's filtered aliases on the current index of each kind.
+/// Creates (or re-points) the tenant's filtered aliases on the current index of each kind,
+/// and takes them off any other index (one a replay swapped out while the alias was being
+/// created), so a tenant's alias never spans two generations.
 pub async fn ensure_tenant_aliases(es: &Es, prefix: &str, tenant: &str) -> Result<(), EsError> {
     let mut actions = Vec::new();
     for kind in IndexKind::ALL {
-        for index in indices_behind(es, &kind.alias(prefix)).await? {
+        let current = indices_behind(es, &kind.alias(prefix)).await?;
+        let tenant_alias = kind.tenant_alias(prefix, tenant);
+        for index in indices_behind(es, &tenant_alias).await? {
+            if !current.contains(&index) {
+                actions.push(json!({ "remove": { "index": index, "alias": tenant_alias } }));
+            }
+        }
+        for index in current {
             actions.push(json!({ "add": {
                 "index": index,
-                "alias": kind.tenant_alias(prefix, tenant),
+                "alias": tenant_alias,
                 "filter": { "term": { "tenant_id": tenant } }
             }}));
         }

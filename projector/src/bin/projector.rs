@@ -252,8 +252,13 @@ fn replay_text(report: &ReplayReport) -> String {
     );
     let rate = report.events_read as f64 / report.seconds.max(0.001);
     text += &format!("  events read          {}\n", report.events_read);
+    let written_label = if report.dry_run {
+        "documents to write "
+    } else {
+        "documents written  "
+    };
     for (projection, written) in &report.documents_written {
-        text += &format!("  documents written    {written} ({projection})\n");
+        text += &format!("  {written_label}  {written} ({projection})\n");
     }
     if report.documents_refused > 0 {
         text += &format!(

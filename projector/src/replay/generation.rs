@@ -48,13 +48,16 @@ impl Retired {
     }
 }
 
-/// Which retired generations to delete: all but the `keep` most recently retired.
-/// Generations never retired (builds that failed before their swap) go first.
-pub fn beyond_keep<T: Clone>(mut retired: Vec<(T, Option<i64>)>, keep: usize) -> Vec<T> {
-    retired.sort_by_key(|(_, at)| std::cmp::Reverse(at.unwrap_or(i64::MIN)));
-    retired
+/// Which of the generations out of service to delete: all but the `keep` most recently
+/// retired, and every one never retired (a build that died before its swap: replays of a
+/// projection are serialized, so no other replay can be writing it).
+pub fn beyond_keep<T>(generations: Vec<(T, Option<i64>)>, keep: usize) -> Vec<T> {
+    let (mut retired, never): (Vec<_>, Vec<_>) =
+        generations.into_iter().partition(|(_, at)| at.is_some());
+    retired.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+    never
         .into_iter()
-        .skip(keep)
+        .chain(retired.into_iter().skip(keep))
         .map(|(generation, _)| generation)
         .collect()
 }
@@ -71,9 +74,9 @@ mod tests {
             ("c", Some(30)),
             ("b", Some(20)),
         ];
-        assert_eq!(beyond_keep(retired.clone(), 2), vec!["a", "failed"]);
+        assert_eq!(beyond_keep(retired.clone(), 2), vec!["failed", "a"]);
         assert_eq!(beyond_keep(retired.clone(), 0).len(), 4);
-        assert!(beyond_keep(retired, 9).is_empty());
+        assert_eq!(beyond_keep(retired, 9), vec!["failed"]);
     }
 
     #[test]

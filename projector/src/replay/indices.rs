@@ -149,13 +149,12 @@ pub async fn prune(
     kind: IndexKind,
     prefix: &str,
     keep: usize,
-    building: &[String],
 ) -> Result<Vec<String>, EsError> {
     let live = indices_behind(es, &kind.alias(prefix)).await?;
     let retired = generations(es, kind, prefix)
         .await?
         .into_iter()
-        .filter(|(index, _)| !live.contains(index) && !building.contains(index))
+        .filter(|(index, _)| !live.contains(index))
         .map(|(index, meta)| (index, meta.retired.map(|r| r.at_ms)))
         .collect();
     let doomed = beyond_keep(retired, keep);

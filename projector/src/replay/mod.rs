@@ -499,10 +499,9 @@ async fn prune(context: &Context, projections: &[Projection]) -> Result<Vec<Stri
     let mut pruned = Vec::new();
     for projection in projections {
         match index_kind(*projection) {
-            None => pruned.extend(tables::prune(context.owner(), keep, &[]).await?),
+            None => pruned.extend(tables::prune(context.owner(), keep).await?),
             Some(kind) => {
-                pruned
-                    .extend(indices::prune(&context.es, kind, context.prefix(), keep, &[]).await?);
+                pruned.extend(indices::prune(&context.es, kind, context.prefix(), keep).await?);
             }
         }
     }

@@ -193,15 +193,10 @@ pub async fn rollback_target(pool: &PgPool) -> Result<Option<(String, Retired)>,
 }
 
 /// Drops retired tables beyond the `keep` most recent (and failed builds). Returns them.
-pub async fn prune(
-    pool: &PgPool,
-    keep: usize,
-    building: &[String],
-) -> Result<Vec<String>, sqlx::Error> {
+pub async fn prune(pool: &PgPool, keep: usize) -> Result<Vec<String>, sqlx::Error> {
     let retired = generations(pool)
         .await?
         .into_iter()
-        .filter(|(table, _)| !building.contains(table))
         .map(|(table, meta)| (table, meta.retired.map(|r| r.at_ms)))
         .collect();
     let doomed = beyond_keep(retired, keep);
