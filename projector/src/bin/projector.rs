@@ -148,25 +148,13 @@ fn parse_tenant(tenant: Option<String>) -> Result<Option<TenantId>, ExitCode> {
 async fn replay_command(config: ProjectorConfig, args: ReplayArgs) -> ExitCode {
     let projections = args.projection.projections();
     if args.rollback {
-        return match replay::rollback(&config, &projections).await {
-            Ok(report) => {
-                let verified = report.verified();
-                if args.json {
-                    print_json(&report);
-                } else {
-                    print_text(&rollback_text(&report));
-                }
-                if verified {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(MISMATCH)
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "rollback failed");
-                ExitCode::FAILURE
-            }
-        };
+        return finish(
+            replay::rollback(&config, &projections).await,
+            args.json,
+            rollback_text,
+            RollbackReport::verified,
+            "rollback failed",
+        );
     }
     let tenant = match parse_tenant(args.tenant) {
         Ok(tenant) => tenant,
@@ -179,22 +167,39 @@ async fn replay_command(config: ProjectorConfig, args: ReplayArgs) -> ExitCode {
         verify: true,
         progress: ProgressMode::Auto,
     };
-    match replay::replay(&config, &options).await {
+    finish(
+        replay::replay(&config, &options).await,
+        args.json,
+        replay_text,
+        ReplayReport::verified,
+        "replay failed",
+    )
+}
+
+/// Prints a report (JSON or text) and turns it into the exit code: 3 if its verification
+/// found a mismatch, 1 on an error.
+fn finish<T: serde::Serialize>(
+    outcome: Result<T, replay::ReplayError>,
+    json: bool,
+    text: fn(&T) -> String,
+    verified: fn(&T) -> bool,
+    failure: &str,
+) -> ExitCode {
+    match outcome {
         Ok(report) => {
-            let verified = report.verified();
-            if args.json {
+            if json {
                 print_json(&report);
             } else {
-                print_text(&replay_text(&report));
+                print_text(&text(&report));
             }
-            if verified {
+            if verified(&report) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(MISMATCH)
             }
         }
         Err(error) => {
-            tracing::error!(%error, "replay failed");
+            tracing::error!(%error, "{failure}");
             ExitCode::FAILURE
         }
     }
@@ -205,24 +210,13 @@ async fn verify_command(config: ProjectorConfig, args: VerifyArgs) -> ExitCode {
         Ok(tenant) => tenant,
         Err(code) => return code,
     };
-    match replay::verify(&config, &args.projection.projections(), tenant.as_ref()).await {
-        Ok(verifications) => {
-            if args.json {
-                print_json(&verifications);
-            } else {
-                print_text(&verification_text(&verifications));
-            }
-            if verifications.iter().all(Verification::passed) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(MISMATCH)
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, "verification failed");
-            ExitCode::FAILURE
-        }
-    }
+    finish(
+        replay::verify(&config, &args.projection.projections(), tenant.as_ref()).await,
+        args.json,
+        |verifications: &Vec<Verification>| verification_text(verifications),
+        |verifications: &Vec<Verification>| verifications.iter().all(Verification::passed),
+        "verification failed",
+    )
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {

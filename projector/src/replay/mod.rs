@@ -359,16 +359,7 @@ async fn rebuild_all(
         }
         let end = reader.await.expect("the log reader does not panic")?;
         progress.phase("writing the last documents");
-        for (projection, outcome) in builders.finish().await? {
-            report
-                .documents_written
-                .insert(projection.name(), outcome.written);
-            report.documents_refused += outcome.refused;
-            if report.first_refusal.is_none() {
-                report.first_refusal = outcome.first_refusal;
-            }
-        }
-        record_undecodable(&builders, report);
+        finish_builders(&mut builders, report).await?;
         if builders.customers {
             let views = builders.views();
             let written = match &targets.table {
@@ -467,6 +458,24 @@ fn set_index_target(targets: &mut Targets, projection: Projection, index: &str) 
         Projection::Audit => targets.audit_index = index.to_owned(),
         Projection::Customers => {}
     }
+}
+
+/// Writes the builders' last documents, waits for every write, and reports the outcome.
+async fn finish_builders(
+    builders: &mut Builders,
+    report: &mut ReplayReport,
+) -> Result<(), ReplayError> {
+    for (projection, outcome) in builders.finish().await? {
+        report
+            .documents_written
+            .insert(projection.name(), outcome.written);
+        report.documents_refused += outcome.refused;
+        if report.first_refusal.is_none() {
+            report.first_refusal = outcome.first_refusal;
+        }
+    }
+    record_undecodable(builders, report);
+    Ok(())
 }
 
 fn record_undecodable(builders: &Builders, report: &mut ReplayReport) {
@@ -582,16 +591,7 @@ async fn rebuild_tenant(
     for chunk in events.chunks(5000) {
         builders.feed(chunk).await?;
     }
-    for (projection, outcome) in builders.finish().await? {
-        report
-            .documents_written
-            .insert(projection.name(), outcome.written);
-        report.documents_refused += outcome.refused;
-        if report.first_refusal.is_none() {
-            report.first_refusal = outcome.first_refusal;
-        }
-    }
-    record_undecodable(&builders, report);
+    finish_builders(&mut builders, report).await?;
     if builders.customers {
         let views = builders.views();
         let written = if options.dry_run {
