@@ -150,3 +150,135 @@ impl Builders {
         self.views.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use schemas::{CustomerName, CustomerRegistered, EmailAddress, EventMetadata, Tags, TenantId};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::es::Es;
+
+    fn envelope(
+        stream: &StreamId,
+        version: u64,
+        position: u64,
+        (event_type, schema_version): (&str, u32),
+        payload: Value,
+    ) -> EventEnvelope {
+        EventEnvelope {
+            event_id: Uuid::now_v7(),
+            tenant_id: TenantId::parse("acme").unwrap(),
+            stream_id: stream.clone(),
+            stream_version: version,
+            global_position: position,
+            event_type: event_type.to_owned(),
+            schema_version,
+            recorded_at: Utc::now(),
+            payload,
+            metadata: EventMetadata {
+                actor_id: Uuid::now_v7(),
+                actor_name: "Test".to_owned(),
+                request_id: "r".to_owned(),
+                correlation_id: "c".to_owned(),
+                causation_id: "c".to_owned(),
+            },
+        }
+    }
+
+    fn registration(name: &str) -> (&'static str, u32, Value) {
+        let event = CustomerEvent::from(CustomerRegistered {
+            name: CustomerName::parse(name).unwrap(),
+            email: EmailAddress::parse("a@example.com").unwrap(),
+            phone: None,
+            address: None,
+            tags: Tags::default(),
+        });
+        (
+            event.event_type(),
+            event.schema_version(),
+            event.to_payload(),
+        )
+    }
+
+    /// A dry run's builders: documents are counted, nothing is sent.
+    fn counting(es: &Es) -> Option<EsBuild> {
+        Some(EsBuild {
+            index: "unused".to_owned(),
+            writer: BulkWriter::new(es.clone(), 2, false, false),
+        })
+    }
+
+    #[tokio::test]
+    async fn folds_both_archive_versions_and_skips_streams_that_do_not_decode() {
+        let es = Es::new("http://127.0.0.1:1").unwrap();
+        let mut builders = Builders::new(false);
+        builders.customers = true;
+        builders.search = counting(&es);
+        builders.history = counting(&es);
+        builders.audit = counting(&es);
+
+        let (v1, v2, poisoned) = (
+            StreamId::for_aggregate("customer", Uuid::now_v7()).unwrap(),
+            StreamId::for_aggregate("customer", Uuid::now_v7()).unwrap(),
+            StreamId::for_aggregate("customer", Uuid::now_v7()).unwrap(),
+        );
+        let (kind, version, payload) = registration("Vera");
+        let mut log = vec![envelope(&v1, 1, 1, (kind, version), payload.clone())];
+        log.push(envelope(&v2, 1, 2, (kind, version), payload.clone()));
+        log.push(envelope(&poisoned, 1, 3, (kind, version), payload));
+        // CustomerArchived as stored before v2 (no reason), and as v2.
+        log.push(envelope(&v1, 2, 4, ("CustomerArchived", 1), json!({})));
+        log.push(envelope(
+            &v2,
+            2,
+            5,
+            ("CustomerArchived", 2),
+            json!({ "reason": "left" }),
+        ));
+        log.push(envelope(
+            &poisoned,
+            2,
+            6,
+            ("CustomerTeleported", 1),
+            json!({}),
+        ));
+        log.push(envelope(
+            &poisoned,
+            3,
+            7,
+            ("CustomerArchived", 2),
+            json!({ "reason": "x" }),
+        ));
+        builders.feed(&log).await.unwrap();
+
+        let views = builders.views();
+        assert_eq!(views.len(), 2, "the poisoned stream has no view");
+        assert!(views.iter().all(|v| v.archived && v.version == 2));
+        let reason = &builders.undecodable[&poisoned];
+        assert!(
+            reason.starts_with("version 2 (CustomerTeleported v1)"),
+            "{reason}"
+        );
+        assert_eq!(
+            builders.undecodable_events, 1,
+            "audit skips only the unknown event"
+        );
+
+        let outcomes: BTreeMap<&str, u64> = builders
+            .finish()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(p, o)| (p.name(), o.written))
+            .collect();
+        assert_eq!(outcomes["search"], 2);
+        assert_eq!(
+            outcomes["history"], 5,
+            "v1 and v2 streams whole, the poisoned one's first"
+        );
+        assert_eq!(outcomes["audit"], 6);
+    }
+}
