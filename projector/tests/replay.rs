@@ -283,6 +283,12 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
     writer.await.unwrap();
     let (polls, failures) = reader.await.unwrap();
 
+    eprintln!(
+        "replay under load: {polls} read polls, {} writes, {} events read, {:.1} s",
+        writes.load(Ordering::Relaxed),
+        report.events_read,
+        report.seconds
+    );
     assert!(polls >= 10, "the readers polled throughout ({polls} polls)");
     assert!(failures.is_empty(), "failed or short reads: {failures:#?}");
     assert!(

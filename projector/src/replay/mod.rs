@@ -720,47 +720,36 @@ pub async fn rollback(
     let started = Instant::now();
     let context = Context::connect(config, projections.contains(&Projection::Customers)).await?;
     let _lock = ReplayLock::take(config, projections).await?;
+    // Every projection's target first: either all roll back or none does.
+    let mut targets = Vec::new();
+    for projection in projections {
+        let target = match index_kind(*projection) {
+            None => tables::rollback_target(context.owner()).await?,
+            Some(kind) => indices::rollback_target(&context.es, kind, context.prefix()).await?,
+        };
+        targets.push((
+            *projection,
+            target.ok_or(ReplayError::NothingToRollBack(projection.name()))?,
+        ));
+    }
     let mut swaps = Vec::new();
     let mut from: Option<LogPosition> = None;
-    for projection in projections {
+    for (projection, (target, retired)) in targets {
         // The generation leaving service is marked retired at the returning one's point:
         // everything since then went into it, so catching it up from there is complete.
-        let swap = match index_kind(*projection) {
-            None => {
-                let (table, retired) = tables::rollback_target(context.owner())
-                    .await?
-                    .ok_or(ReplayError::NothingToRollBack(projection.name()))?;
-                let old =
-                    tables::swap(context.owner(), &table, Retired::at(retired.position())).await?;
-                from = Some(from.map_or(retired.position(), |f| f.min(retired.position())));
-                Swap {
-                    projection: projection.name(),
-                    retired: vec![old],
-                    in_service: table,
-                }
-            }
+        let leaving = Retired::at(retired.position());
+        let old = match index_kind(projection) {
+            None => vec![tables::swap(context.owner(), &target, leaving).await?],
             Some(kind) => {
-                let (index, retired) =
-                    indices::rollback_target(&context.es, kind, context.prefix())
-                        .await?
-                        .ok_or(ReplayError::NothingToRollBack(projection.name()))?;
-                let old = indices::swap(
-                    &context.es,
-                    kind,
-                    context.prefix(),
-                    &index,
-                    Retired::at(retired.position()),
-                )
-                .await?;
-                from = Some(from.map_or(retired.position(), |f| f.min(retired.position())));
-                Swap {
-                    projection: projection.name(),
-                    retired: old,
-                    in_service: index,
-                }
+                indices::swap(&context.es, kind, context.prefix(), &target, leaving).await?
             }
         };
-        swaps.push(swap);
+        from = Some(from.map_or(retired.position(), |f| f.min(retired.position())));
+        swaps.push(Swap {
+            projection: projection.name(),
+            retired: old,
+            in_service: target,
+        });
     }
     let mut trail = Trail::default();
     let caught_up = catch_up(
