@@ -271,8 +271,16 @@ fn replay_text(report: &ReplayReport) -> String {
         }
     }
     if !report.dry_run {
+        let rejected = if report.caught_up_rejected > 0 {
+            format!(
+                " ({} not usable: the live projector parks them in the dead-letter topic)",
+                report.caught_up_rejected
+            )
+        } else {
+            String::new()
+        };
         text += &format!(
-            "  caught up            {} event(s)\n",
+            "  caught up            {} event(s){rejected}\n",
             report.caught_up_events
         );
     }

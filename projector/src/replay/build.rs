@@ -145,10 +145,6 @@ impl Builders {
     pub fn views(&self) -> Vec<&CustomerView> {
         self.views.values().collect()
     }
-
-    pub fn views_len(&self) -> usize {
-        self.views.len()
-    }
 }
 
 #[cfg(test)]

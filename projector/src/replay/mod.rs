@@ -98,6 +98,8 @@ pub struct ReplayReport {
     pub undecodable_events: u64,
     /// Events applied after the rebuild's read, before and after the swap.
     pub caught_up_events: u64,
+    /// Of those, events a projection could not use (the live projector parks them).
+    pub caught_up_rejected: u64,
     pub swaps: Vec<Swap>,
     pub pruned: Vec<String>,
     pub strays_deleted: u64,
@@ -234,6 +236,7 @@ pub async fn replay(
         undecodable_stream_count: 0,
         undecodable_events: 0,
         caught_up_events: 0,
+        caught_up_rejected: 0,
         swaps: Vec::new(),
         pruned: Vec::new(),
         strays_deleted: 0,
@@ -427,6 +430,7 @@ async fn rebuild_all(
         )
         .await?;
         report.caught_up_events = before.events + after.events;
+        report.caught_up_rejected = before.rejected + after.rejected;
 
         progress.phase("pruning old generations");
         report.pruned = prune(context, &options.projections).await?;
@@ -647,6 +651,7 @@ async fn rebuild_tenant(
     )
     .await?;
     report.caught_up_events = caught_up.events;
+    report.caught_up_rejected = caught_up.rejected;
 
     if options.verify {
         progress.phase("verifying");
