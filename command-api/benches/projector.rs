@@ -18,8 +18,7 @@ use command_api::config::Secret;
 use command_api::{ApiConfig, Application};
 use event_store::testing::ScratchDatabase;
 use event_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamId, TenantId};
-use projector::es::Es;
-use projector::indices::{IndexKind, ensure_layout};
+use projector::indices::{IndexKind, ensure_layout, remove_layout};
 use projector::projections::{Projection, search};
 use projector::testing::Pipeline;
 use projector::{Projector, views};
@@ -338,7 +337,7 @@ async fn throughput(count: usize) -> (f64, f64) {
     }
     es.refresh(&twin_alias).await.unwrap();
     let bulk_seconds = started.elapsed().as_secs_f64();
-    delete_twin(&es, &twin_prefix).await;
+    remove_layout(&es, &twin_prefix).await;
     (projector_seconds, bulk_seconds)
 }
 
@@ -355,25 +354,4 @@ async fn all_customer_streams(store: &EventStore, tenant: &TenantId) -> Vec<Stre
         .into_iter()
         .map(|s| StreamId::parse(s).unwrap())
         .collect()
-}
-
-async fn delete_twin(es: &Es, prefix: &str) {
-    for kind in IndexKind::ALL {
-        let _ = es
-            .request(
-                elasticsearch::http::Method::Delete,
-                &format!("/{}", kind.index(prefix, "v1")),
-                None,
-                &[404],
-            )
-            .await;
-        let _ = es
-            .request(
-                elasticsearch::http::Method::Delete,
-                &format!("/_index_template/{}", kind.alias(prefix)),
-                None,
-                &[404],
-            )
-            .await;
-    }
 }

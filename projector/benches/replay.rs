@@ -19,7 +19,7 @@ use event_store::{
 use projector::ProjectorConfig;
 use projector::config::Secret;
 use projector::es::Es;
-use projector::indices::{IndexKind, ensure_layout};
+use projector::indices::{IndexKind, ensure_layout, remove_layout};
 use projector::projections::{Projection, audit, history, search};
 use projector::replay::progress::ProgressMode;
 use projector::replay::{self, ReplayOptions, writers};
@@ -221,7 +221,7 @@ async fn main() {
         plain_seconds / replay_seconds
     );
 
-    remove_indices(&es, &prefix).await;
+    remove_layout(&es, &prefix).await;
 }
 
 struct Baseline {
@@ -326,38 +326,4 @@ async fn timed_bulk(es: &Es, lines: &mut Vec<Value>) -> Duration {
         "the baseline documents are indexed"
     );
     elapsed
-}
-
-async fn remove_indices(es: &Es, prefix: &str) {
-    if let Ok((_, indices)) = es
-        .get(&format!("/_cat/indices/{prefix}-*?format=json"), &[404])
-        .await
-    {
-        let names: Vec<String> = indices
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i["index"].as_str().map(str::to_owned))
-            .collect();
-        if !names.is_empty() {
-            let _ = es
-                .request(
-                    elasticsearch::http::Method::Delete,
-                    &format!("/{}", names.join(",")),
-                    None,
-                    &[404],
-                )
-                .await;
-        }
-    }
-    for kind in IndexKind::ALL {
-        let _ = es
-            .request(
-                elasticsearch::http::Method::Delete,
-                &format!("/_index_template/{}", kind.alias(prefix)),
-                None,
-                &[404],
-            )
-            .await;
-    }
 }

@@ -90,6 +90,36 @@ impl Es {
             .map(|_| ())
     }
 
+    /// Every hit of `body` (which must sort by fields that order the hits totally) on
+    /// `target`, paged with `search_after`; no hits when the target does not exist.
+    pub async fn search_all(&self, target: &str, mut body: Value) -> Result<Vec<Value>, EsError> {
+        const PAGE: usize = 5000;
+        body["size"] = PAGE.into();
+        body["track_total_hits"] = false.into();
+        let path = format!("/{target}/_search");
+        let mut all = Vec::new();
+        loop {
+            let (status, answer) = self
+                .request(Method::Post, &path, Some(body.clone()), &[404])
+                .await?;
+            if status == 404 {
+                return Ok(all);
+            }
+            let hits = answer["hits"]["hits"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let last_page = hits.len() < PAGE;
+            if let Some(last) = hits.last() {
+                body["search_after"] = last["sort"].clone();
+            }
+            all.extend(hits);
+            if last_page {
+                return Ok(all);
+            }
+        }
+    }
+
     /// `_bulk` with the given action and document lines; returns the response's items.
     pub async fn bulk(&self, lines: Vec<Value>, refresh: bool) -> Result<Vec<Value>, EsError> {
         let path = if refresh {

@@ -99,6 +99,42 @@ pub async fn ensure_layout(es: &Es, prefix: &str) -> Result<(), EsError> {
     Ok(())
 }
 
+/// Deletes every index and template under `prefix` (test and benchmark clean-up; explicit
+/// names, since Elasticsearch refuses wildcard deletes by default). Best effort.
+pub async fn remove_layout(es: &Es, prefix: &str) {
+    if let Ok((_, indices)) = es
+        .get(&format!("/_cat/indices/{prefix}-*?format=json"), &[404])
+        .await
+    {
+        let names: Vec<&str> = indices
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["index"].as_str())
+            .collect();
+        if !names.is_empty() {
+            let _ = es
+                .request(
+                    elasticsearch::http::Method::Delete,
+                    &format!("/{}", names.join(",")),
+                    None,
+                    &[404],
+                )
+                .await;
+        }
+    }
+    for kind in IndexKind::ALL {
+        let _ = es
+            .request(
+                elasticsearch::http::Method::Delete,
+                &format!("/_index_template/{}", kind.alias(prefix)),
+                None,
+                &[404],
+            )
+            .await;
+    }
+}
+
 /// The physical indices behind `alias`.
 pub async fn indices_behind(es: &Es, alias: &str) -> Result<Vec<String>, EsError> {
     let (status, body) = es.get(&format!("/_alias/{alias}"), &[404]).await?;

@@ -136,7 +136,6 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.stop();
-        // Explicit names: Elasticsearch refuses wildcard deletes by default.
         let es = self.es.clone();
         let prefix = self.config.index_prefix.clone();
         let _ = std::thread::spawn(move || {
@@ -144,38 +143,8 @@ impl Drop for Pipeline {
                 .enable_all()
                 .build()
                 .ok()?;
-            runtime.block_on(async move {
-                let (_, indices) = es
-                    .get(&format!("/_cat/indices/{prefix}-*?format=json"), &[404])
-                    .await
-                    .ok()?;
-                let names: Vec<String> = indices
-                    .as_array()?
-                    .iter()
-                    .filter_map(|i| i["index"].as_str().map(str::to_owned))
-                    .collect();
-                if !names.is_empty() {
-                    let _ = es
-                        .request(
-                            elasticsearch::http::Method::Delete,
-                            &format!("/{}", names.join(",")),
-                            None,
-                            &[404],
-                        )
-                        .await;
-                }
-                for kind in crate::indices::IndexKind::ALL {
-                    let _ = es
-                        .request(
-                            elasticsearch::http::Method::Delete,
-                            &format!("/_index_template/{}", kind.alias(&prefix)),
-                            None,
-                            &[404],
-                        )
-                        .await;
-                }
-                Some(())
-            })
+            runtime.block_on(crate::indices::remove_layout(&es, &prefix));
+            Some(())
         })
         .join();
     }

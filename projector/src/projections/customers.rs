@@ -23,15 +23,7 @@ pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, P
                         upsert(&mut tx, table, view).await?;
                     }
                 }
-                Err(error) => {
-                    let reason = format!("stream {stream} cannot be decoded: {error}");
-                    rejected.extend(
-                        touched
-                            .records
-                            .iter()
-                            .map(|record| (*record, reason.clone())),
-                    );
-                }
+                Err(error) => rejected.extend(touched.rejected(stream, &error)),
             }
         }
         tx.commit().await?;

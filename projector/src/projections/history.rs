@@ -6,44 +6,19 @@ use serde_json::{Value, json};
 
 use schemas::EventEnvelope;
 
-use super::{ProjectionError, Rejected, Sinks, TouchedStreams, index_with_versions, read_streams};
+use super::{ProjectionError, Rejected, Sinks, index_touched_streams};
 use crate::views::{self, HistoryEntry};
 
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
     let alias = &sinks.targets.history_index;
-    let mut rejected = Vec::new();
-    let mut entries = Vec::new();
-    for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
-        let mut tx = sinks.store.begin(&tenant).await?;
-        let mut envelopes = read_streams(&mut tx, &streams).await?;
-        tx.commit().await?;
-        for (stream, touched) in &streams {
-            let events = envelopes.remove(stream).unwrap_or_default();
-            match views::history(&events) {
-                Ok(history) => {
-                    for entry in history
-                        .iter()
-                        .filter(|e| e.version >= touched.lowest_version)
-                    {
-                        let (action, document) =
-                            document(alias, tenant.as_str(), stream.as_str(), entry);
-                        entries.push((touched.records.clone(), action, document));
-                    }
-                }
-                Err(error) => {
-                    let reason = format!("stream {stream} cannot be decoded: {error}");
-                    rejected.extend(
-                        touched
-                            .records
-                            .iter()
-                            .map(|record| (*record, reason.clone())),
-                    );
-                }
-            }
-        }
-    }
-    rejected.extend(index_with_versions(&sinks.es, entries).await?);
-    Ok(rejected)
+    index_touched_streams(sinks, batch, |tenant, stream, touched, events| {
+        Ok(views::history(events)?
+            .iter()
+            .filter(|entry| entry.version >= touched.lowest_version)
+            .map(|entry| document(alias, tenant.as_str(), stream.as_str(), entry))
+            .collect())
+    })
+    .await
 }
 
 /// The bulk action and document of one history entry.

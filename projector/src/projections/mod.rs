@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 
 use event_store::{EventStore, TenantId, TenantTransaction};
 use rdkafka::message::OwnedMessage;
-use schemas::{CustomerEvent, DomainEvent, EventEnvelope, StreamId};
+use schemas::{CustomerEvent, DecodeError, DomainEvent, EventEnvelope, StreamId};
+use serde_json::Value;
 
 use crate::es::{Es, EsError};
 use crate::indices::IndexKind;
@@ -217,6 +218,53 @@ impl TouchedStreams {
     }
 }
 
+impl Touched {
+    /// Every record that touched `stream`, rejected: the stream does not decode.
+    pub fn rejected(&self, stream: &StreamId, error: &DecodeError) -> Rejected {
+        let reason = format!("stream {stream} cannot be decoded: {error}");
+        self.records
+            .iter()
+            .map(|record| (*record, reason.clone()))
+            .collect()
+    }
+}
+
+/// The shape the Elasticsearch customer projections share: each stream the batch touches is
+/// read whole (one transaction per tenant) and turned into bulk `(action, document)` pairs
+/// by `entries_of`; a stream that does not decode rejects the records that touched it.
+/// Then one versioned bulk write.
+pub async fn index_touched_streams(
+    sinks: &Sinks,
+    batch: &[EventEnvelope],
+    mut entries_of: impl FnMut(
+        &TenantId,
+        &StreamId,
+        &Touched,
+        &[EventEnvelope],
+    ) -> Result<Vec<(Value, Value)>, DecodeError>,
+) -> Result<Rejected, ProjectionError> {
+    let mut rejected = Vec::new();
+    let mut entries = Vec::new();
+    for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
+        let mut tx = sinks.store.begin(&tenant).await?;
+        let mut envelopes = read_streams(&mut tx, &streams).await?;
+        tx.commit().await?;
+        for (stream, touched) in &streams {
+            let events = envelopes.remove(stream).unwrap_or_default();
+            match entries_of(&tenant, stream, touched, &events) {
+                Ok(pairs) => entries.extend(
+                    pairs
+                        .into_iter()
+                        .map(|(action, document)| (touched.records.clone(), action, document)),
+                ),
+                Err(error) => rejected.extend(touched.rejected(stream, &error)),
+            }
+        }
+    }
+    rejected.extend(index_with_versions(&sinks.es, entries).await?);
+    Ok(rejected)
+}
+
 /// Reads the touched streams of one tenant from the event store, whole, grouped by stream.
 pub async fn read_streams(
     tx: &mut TenantTransaction<'_>,
@@ -238,7 +286,7 @@ pub async fn read_streams(
 /// item error rejects the records the document was built from.
 pub async fn index_with_versions(
     es: &Es,
-    entries: Vec<(Vec<usize>, serde_json::Value, serde_json::Value)>,
+    entries: Vec<(Vec<usize>, Value, Value)>,
 ) -> Result<Rejected, ProjectionError> {
     if entries.is_empty() {
         return Ok(Vec::new());

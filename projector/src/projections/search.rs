@@ -7,44 +7,20 @@ use serde_json::{Value, json};
 
 use schemas::EventEnvelope;
 
-use super::{ProjectionError, Rejected, Sinks, TouchedStreams, index_with_versions, read_streams};
+use super::{ProjectionError, Rejected, Sinks, index_touched_streams};
 use crate::fold::search_text;
 use crate::views::{self, CustomerView};
 
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
     let alias = &sinks.targets.search_index;
-    let mut rejected = Vec::new();
-    let mut entries = Vec::new();
-    for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
-        let mut tx = sinks.store.begin(&tenant).await?;
-        let mut envelopes = read_streams(&mut tx, &streams).await?;
-        tx.commit().await?;
-        for (stream, touched) in &streams {
-            let events = envelopes.remove(stream).unwrap_or_default();
-            match views::fold(&events) {
-                Ok(views) => {
-                    if let Some(view) = views.last() {
-                        entries.push((
-                            touched.records.clone(),
-                            action(alias, view),
-                            document(view),
-                        ));
-                    }
-                }
-                Err(error) => {
-                    let reason = format!("stream {stream} cannot be decoded: {error}");
-                    rejected.extend(
-                        touched
-                            .records
-                            .iter()
-                            .map(|record| (*record, reason.clone())),
-                    );
-                }
-            }
-        }
-    }
-    rejected.extend(index_with_versions(&sinks.es, entries).await?);
-    Ok(rejected)
+    index_touched_streams(sinks, batch, |_, _, _, events| {
+        Ok(views::fold(events)?
+            .last()
+            .map(|view| (action(alias, view), document(view)))
+            .into_iter()
+            .collect())
+    })
+    .await
 }
 
 pub fn action(index: &str, view: &CustomerView) -> Value {

@@ -668,37 +668,24 @@ async fn tenant_document_ids(
     tenant: &TenantId,
     position: u64,
 ) -> Result<Vec<String>, EsError> {
-    const PAGE: usize = 5000;
-    let mut ids = Vec::new();
-    let mut after: Option<serde_json::Value> = None;
-    loop {
-        let mut body = json!({
-            "size": PAGE,
-            "_source": false,
-            "query": { "bool": { "filter": [
-                { "term": { "tenant_id": tenant.as_str() } },
-                { "range": { "global_position": { "lte": position } } },
-            ]}},
-            "sort": [{ "global_position": "asc" }],
-            "track_total_hits": false,
-        });
-        if let Some(after) = &after {
-            body["search_after"] = after.clone();
-        }
-        let answer = es.post(&format!("/{index}/_search"), body).await?;
-        let hits = answer["hits"]["hits"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        ids.extend(
-            hits.iter()
-                .filter_map(|h| h["_id"].as_str().map(str::to_owned)),
-        );
-        if hits.len() < PAGE {
-            return Ok(ids);
-        }
-        after = hits.last().map(|h| h["sort"].clone());
-    }
+    let hits = es
+        .search_all(
+            index,
+            json!({
+                "_source": false,
+                "query": { "bool": { "filter": [
+                    { "term": { "tenant_id": tenant.as_str() } },
+                    { "range": { "global_position": { "lte": position } } },
+                ]}},
+                // Unique per document in every index (one document per event or customer).
+                "sort": [{ "global_position": "asc" }],
+            }),
+        )
+        .await?;
+    Ok(hits
+        .iter()
+        .filter_map(|hit| hit["_id"].as_str().map(str::to_owned))
+        .collect())
 }
 
 /// What a rollback did.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use event_store::{EventStore, TenantId};
 use schemas::{CustomerEvent, DomainEvent};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Row;
 
 use crate::es::{Es, EsError};
@@ -299,7 +299,7 @@ impl Verifier {
         .map_err(Into::into)
     }
 
-    /// Pages through the tenant's documents with `search_after`.
+    /// The tenant's documents, all of them.
     async fn documents(
         &self,
         kind: IndexKind,
@@ -307,45 +307,28 @@ impl Verifier {
         version_field: &str,
         sort: &[&str],
     ) -> Result<Vec<(String, u64, u64)>, EsError> {
-        const PAGE: usize = 5000;
-        let path = format!("/{}/_search", kind.alias(&self.index_prefix));
-        let mut entries = Vec::new();
-        let mut after: Option<Value> = None;
-        loop {
-            let mut body = json!({
-                "size": PAGE,
-                "query": { "term": { "tenant_id": tenant.as_str() } },
-                "_source": ["stream_id", version_field, "global_position"],
-                "sort": sort.iter().map(|field| json!({ *field: "asc" })).collect::<Vec<_>>(),
-                "track_total_hits": false,
-            });
-            if let Some(after) = &after {
-                body["search_after"] = after.clone();
-            }
-            let (status, answer) = self
-                .es
-                .request(elasticsearch::http::Method::Post, &path, Some(body), &[404])
-                .await?;
-            if status == 404 {
-                return Ok(entries);
-            }
-            let hits = answer["hits"]["hits"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            for hit in &hits {
+        let hits = self
+            .es
+            .search_all(
+                &kind.alias(&self.index_prefix),
+                json!({
+                    "query": { "term": { "tenant_id": tenant.as_str() } },
+                    "_source": ["stream_id", version_field, "global_position"],
+                    "sort": sort.iter().map(|field| json!({ *field: "asc" })).collect::<Vec<_>>(),
+                }),
+            )
+            .await?;
+        Ok(hits
+            .iter()
+            .map(|hit| {
                 let source = &hit["_source"];
-                entries.push((
+                (
                     source["stream_id"].as_str().unwrap_or_default().to_owned(),
                     source[version_field].as_u64().unwrap_or(0),
                     source["global_position"].as_u64().unwrap_or(0),
-                ));
-            }
-            if hits.len() < PAGE {
-                return Ok(entries);
-            }
-            after = hits.last().map(|hit| hit["sort"].clone());
-        }
+                )
+            })
+            .collect())
     }
 
     /// Tenants with documents in the projection's index (a document of a tenant without
