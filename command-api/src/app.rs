@@ -2,7 +2,6 @@
 //! port before it runs (port 0 works), stopped by a cancellation token.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -28,38 +27,10 @@ use crate::auth::{login, password};
 use crate::config::ApiConfig;
 use crate::limits::Limits;
 use crate::problem::ApiError;
+use crate::state::{AppInner, AppState};
 use crate::telemetry::HttpMetrics;
 use crate::tenancy::TenantRegistry;
 use crate::{customers, ops, sync, tenancy, users};
-
-/// Everything a request handler may need; one per process, shared.
-#[derive(Debug)]
-pub struct AppInner {
-    pub config: ApiConfig,
-    pub store: EventStore,
-    pub tokens: TokenService,
-    pub tenants: TenantRegistry,
-    pub revocations: RevocationList,
-    pub limits: Limits,
-    pub http_metrics: HttpMetrics,
-    /// The projections' Elasticsearch, for search, history and audit reads.
-    pub es: projector::es::Es,
-    /// Checked when a login names no known account, so that a miss costs as much time as
-    /// a wrong password and the two cannot be told apart.
-    pub dummy_password_hash: String,
-    /// False until the registries are loaded, and while their change feed is down.
-    pub ready: AtomicBool,
-}
-
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<AppInner>);
-
-impl Deref for AppState {
-    type Target = AppInner;
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -70,7 +41,7 @@ pub enum StartupError {
     #[error("listening: {0}")]
     Io(#[from] std::io::Error),
     #[error("elasticsearch: {0}")]
-    Elasticsearch(#[from] projector::es::EsError),
+    Elasticsearch(#[from] read_model::EsError),
     #[error("CHRONICLE_BOOTSTRAP_ADMIN: {0}")]
     Bootstrap(String),
 }
@@ -101,19 +72,19 @@ impl Application {
             config.jwt_audience.clone(),
             Duration::from_secs(config.jwt_ttl_secs),
         );
-        let es = projector::es::Es::new(&config.elasticsearch_url)?;
-        let state = AppState(Arc::new(AppInner {
+        let es = read_model::Es::new(&config.elasticsearch_url)?;
+        let state = AppState::new(AppInner {
             es,
             limits: Limits::from_config(&config),
             store: EventStore::new(pool.clone()),
             tokens,
             tenants: TenantRegistry::default(),
             revocations: RevocationList::default(),
-            http_metrics: HttpMetrics::default(),
+            http_metrics: Arc::new(HttpMetrics::default()),
             dummy_password_hash,
             ready: AtomicBool::new(false),
             config,
-        }));
+        });
         state.tenants.reload(&pool).await?;
         state.revocations.reload(&pool).await?;
         let listener = TcpListener::bind(&state.config.http_addr).await?;
@@ -127,7 +98,7 @@ impl Application {
     /// Serves until `shutdown`, then finishes the requests in flight.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let Self { listener, state } = self;
-        tokio::spawn(sync::follow_changes(state.0.clone(), shutdown.clone()));
+        tokio::spawn(sync::follow_changes(state.shared(), shutdown.clone()));
         tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
         tracing::info!(addr = %listener.local_addr()?, "command api listening");
         axum::serve(
@@ -155,7 +126,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(move || std::future::ready(axum::Json(api.clone()))),
         )
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.http_metrics.clone(),
             crate::telemetry::observe,
         ))
         .fallback(|| std::future::ready(ApiError::NotFound))

@@ -16,33 +16,12 @@
 //! | `ELASTICSEARCH_URL` | `http://127.0.0.1:9200`: search, history and audit reads |
 //! | `CHRONICLE_INDEX_PREFIX` | `chronicle`: the aliases `<prefix>-customers`, `-history`, `-audit` |
 
-use std::fmt;
 use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
-
-/// A secret string: kept out of `Debug` output and logs.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use service::Secret;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiConfig {

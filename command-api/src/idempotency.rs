@@ -101,6 +101,11 @@ impl Idempotency {
         }
     }
 
+    /// Whose keys these are.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     /// Call first in the write's transaction: the recorded response of an earlier request
     /// with this key, if any (422 if that request was another one).
     pub async fn replay(

@@ -1,22 +1,27 @@
 //! Chronicle's command API: authentication, tenancy, users and customer commands over HTTP.
 //!
 //! # Layout
-//! - [`app`]: [`Application`] (build, bind, run) and the shared [`app::AppState`].
+//! - [`app`]: [`Application`] (build, bind, run) and the router of every resource.
+//! - [`state`]: [`state::AppState`], the services every handler may use.
 //! - [`config`]: [`ApiConfig`], from the environment.
 //! - [`auth`]: keys, JWTs, passwords, revocation, the [`auth::Caller`] extractor, login.
-//! - [`tenancy`]: the in-memory tenant registry and the platform admin's endpoints.
+//! - [`tenancy`]: the tenant aggregate, the in-memory registry, the platform admin's endpoints.
 //! - [`sync`]: keeps the in-memory registries current through LISTEN/NOTIFY.
-//! - [`users`]: a tenant's users.
-//! - [`customers`]: the pure customer aggregate, input validation, the command handlers.
+//! - [`users`]: a tenant's users: the aggregate, validation, the tenant admin's endpoints.
+//! - [`commands`]: the one command pipeline every write goes through.
+//! - [`customers`]: the pure customer aggregate, input validation, the command handlers, the
+//!   reads and the shapes the API gives them.
 //! - [`idempotency`]: `Idempotency-Key`, recorded in the write's own transaction.
 //! - [`limits`]: rate limits for logins and per-tenant writes.
 //! - [`extract`]: JSON bodies, `If-Match`, `Idempotency-Key`, each failing with a problem.
 //! - [`problem`]: [`problem::ApiError`], mapped once to `application/problem+json`.
 //! - [`telemetry`]: request spans (request id, tenant) and Prometheus metrics.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, the OpenAPI frame.
+//! - `testing` (feature `testing`): the API on port 0 for a test, driven over HTTP.
 
 pub mod app;
 pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod customers;
 pub mod extract;
@@ -24,9 +29,12 @@ pub mod idempotency;
 pub mod limits;
 pub mod ops;
 pub mod problem;
+pub mod state;
 pub mod sync;
 pub mod telemetry;
 pub mod tenancy;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod users;
 
 pub use app::Application;

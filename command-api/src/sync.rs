@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppInner;
+use crate::state::AppInner;
 
 const TENANTS: &str = "chronicle_tenants";
 const REVOCATIONS: &str = "chronicle_revocations";

@@ -17,8 +17,6 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use uuid::Uuid;
 
-use crate::app::AppState;
-
 /// What the request's middleware knows, for handlers and extractors further in.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
@@ -84,15 +82,16 @@ impl Default for HttpMetrics {
 
 impl HttpMetrics {
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String");
-        text
+        service::ops_server::render(&self.registry)
     }
 }
 
 /// The middleware: one span per request, the metrics, and a closing log line.
-pub async fn observe(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn observe(
+    State(metrics): State<Arc<HttpMetrics>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // Owned copies: a borrow of the request (its body is not Sync) must not live across
     // the await below, or the future is not Send.
     let headers = request.headers();
@@ -132,8 +131,8 @@ pub async fn observe(State(app): State<AppState>, mut request: Request, next: Ne
             .cloned()
             .unwrap_or_else(|| "-".to_owned()),
     };
-    app.http_metrics.requests.get_or_create(&labels).inc();
-    app.http_metrics
+    metrics.requests.get_or_create(&labels).inc();
+    metrics
         .duration
         .get_or_create(&labels)
         .observe(elapsed.as_secs_f64());

@@ -1,14 +1,12 @@
 //! Authentication: logins, and a set of forged and stale tokens that must all be refused.
 
-mod support;
-
 use std::time::Instant;
 
 use base64::Engine;
+use command_api::testing::{PASSWORD, TestApp};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{PASSWORD, TestApp};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

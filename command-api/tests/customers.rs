@@ -1,10 +1,8 @@
 //! Customer commands through HTTP against real PostgreSQL.
 
-mod support;
-
+use command_api::testing::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::TestApp;
 
 #[tokio::test]
 async fn a_customer_is_created_changed_and_archived() {
@@ -474,4 +472,60 @@ async fn another_tenants_customer_is_not_found_on_every_endpoint() {
 
     let events = app.stream("acme", &format!("customer-{id}")).await;
     assert_eq!(events.len(), 1, "nothing of globex's attempts was stored");
+}
+
+#[tokio::test]
+async fn a_customer_recorded_under_older_rules_can_still_be_changed() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant_with_admin("acme").await;
+    // Recorded before names were limited to 200 characters: stored as it was.
+    let id = uuid::Uuid::now_v7();
+    let long_name = "Old ".repeat(75);
+    let store = event_store::EventStore::new(app.db.app_pool(1).await);
+    store
+        .append_to_stream(
+            &event_store::TenantId::parse("acme").unwrap(),
+            &event_store::StreamId::for_aggregate("customer", id).unwrap(),
+            event_store::ExpectedVersion::NoStream,
+            vec![event_store::NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                aggregate: "customer",
+                event_type: "CustomerRegistered",
+                schema_version: 1,
+                payload: json!({"name": long_name, "email": "old@example.com"}),
+                metadata: event_store::testing::fixtures::metadata(),
+            }],
+        )
+        .await
+        .unwrap();
+    let path = format!("/v1/customers/{id}");
+
+    let phone = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"phone": "+49 30 1234567"})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(phone.status, StatusCode::OK, "{:?}", phone.body);
+    assert_eq!(phone.body["version"], 2);
+    let renamed = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"name": "N".repeat(201)})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(
+        renamed.error_fields(),
+        ["name"],
+        "a name the patch sets follows today's rules"
+    );
+    let events = app.stream("acme", &format!("customer-{id}")).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].payload, json!({"phone": "+49301234567"}));
 }

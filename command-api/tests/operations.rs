@@ -1,11 +1,9 @@
 //! Health, readiness, metrics, OpenAPI, request ids, problems for unknown routes, and the
 //! per-tenant write limit.
 
-mod support;
-
+use command_api::testing::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::TestApp;
 
 #[tokio::test]
 async fn health_readiness_metrics_and_openapi_are_served() {
@@ -153,14 +151,14 @@ async fn sigterm_drains_requests_in_flight() {
     let keys =
         std::env::temp_dir().join(format!("chronicle-keys-{}", uuid::Uuid::now_v7().simple()));
     command_api::auth::keys::write_key_pair(&keys, "k1").unwrap();
-    let port = event_store::testing::kafka::free_port();
+    let port = event_store::testing::free_port();
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_command-api"))
         .env("CHRONICLE_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", db.app_url())
         .env("CHRONICLE_JWT_KEYS_DIR", &keys)
         .env(
             "CHRONICLE_BOOTSTRAP_ADMIN",
-            format!("platform-admin:{}", support::ADMIN_PASSWORD),
+            format!("platform-admin:{}", command_api::testing::ADMIN_PASSWORD),
         )
         .env("RUST_LOG", "warn")
         .spawn()
@@ -181,7 +179,7 @@ async fn sigterm_drains_requests_in_flight() {
         .map(|_| {
             let request = client
                 .post(format!("{base}/v1/auth/token"))
-                .json(&json!({"username": "platform-admin", "password": support::ADMIN_PASSWORD}));
+                .json(&json!({"username": "platform-admin", "password": command_api::testing::ADMIN_PASSWORD}));
             tokio::spawn(async move { request.send().await.map(|r| r.status()) })
         })
         .collect();

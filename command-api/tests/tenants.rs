@@ -1,13 +1,11 @@
 //! The tenant registry: platform admins register and suspend tenants; a suspension is
 //! refused on every running instance within one second.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use command_api::testing::{PASSWORD, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{PASSWORD, TestApp};
 
 #[tokio::test]
 async fn platform_admins_register_and_list_tenants() {

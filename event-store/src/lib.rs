@@ -10,9 +10,10 @@
 //! - [`replay_reads`]: what rebuilding and verifying projections read: a tenant's whole
 //!   log, its (stream, version, position) index, the tenants with events, the settled horizon.
 //! - [`migrations`]: the schema, embedded, run by the owner role.
-//! - [`relay`]: the relay, publishing the global log to Kafka (binary `relay`).
 //! - [`error`]: [`EventStoreError`], what can go wrong, typed.
-//! - `testing` (feature `testing`): a scratch database per test.
+//! - `testing` (feature `testing`): a scratch database per test, and event fixtures.
+//!
+//! No Kafka here: the relay (crate `relay`) reads the global log through [`EventStore`].
 //!
 //! Invariants, each enforced where it is written down: events are immutable (grants and
 //! triggers), tenants never see each other's rows (forced row-level security), and the
@@ -22,7 +23,6 @@ pub mod append;
 pub mod error;
 pub mod global_log;
 pub mod migrations;
-pub mod relay;
 pub mod replay_reads;
 pub mod stream;
 pub mod tenant_scope;

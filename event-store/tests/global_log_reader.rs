@@ -6,15 +6,15 @@
 //! once, nothing rolled back may appear, and the reader's order must be one consistent
 //! order: checkpoints strictly increasing, each stream's versions ascending.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_store::testing::ScratchDatabase;
+use event_store::testing::fixtures::{
+    customer_stream, read_global_log_until, registered, renamed, tenant,
+};
 use event_store::{EventStore, ExpectedVersion, LogPosition};
-use support::{customer_stream, read_global_log_until, registered, renamed, tenant};
 use tokio::sync::watch;
 use uuid::Uuid;
 

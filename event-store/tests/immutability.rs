@@ -1,12 +1,10 @@
 //! Stored events are never rewritten: not by the app role (no privilege), not by the
 //! owner (triggers refuse).
 
-mod support;
-
 use event_store::testing::ScratchDatabase;
+use event_store::testing::fixtures::{customer_stream, registered, tenant};
 use event_store::{EventStore, ExpectedVersion};
 use sqlx::Connection;
-use support::{customer_stream, registered, tenant};
 
 fn sqlstate(error: &sqlx::Error) -> Option<String> {
     error

@@ -1,13 +1,11 @@
 //! Optimistic concurrency on one stream under contention, against real PostgreSQL.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use event_store::testing::ScratchDatabase;
+use event_store::testing::fixtures::{customer_stream, registered, renamed, tenant};
 use event_store::{EventStore, EventStoreError, ExpectedVersion};
-use support::{customer_stream, registered, renamed, tenant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_writers_at_one_version_have_exactly_one_winner() {

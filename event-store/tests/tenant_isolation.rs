@@ -2,12 +2,12 @@
 //! an unscoped connection sees nothing, and a pooled connection never carries one
 //! request's tenant into the next.
 
-mod support;
-
 use event_store::testing::ScratchDatabase;
+use event_store::testing::fixtures::{
+    customer_stream, metadata, read_global_log_until, registered, tenant,
+};
 use event_store::{EventStore, ExpectedVersion};
 use sqlx::{Connection, Row};
-use support::{customer_stream, metadata, read_global_log_until, registered, tenant};
 
 async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
     sqlx::query("SELECT pg_backend_pid()")

@@ -17,17 +17,17 @@ use event_store::{
     EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, StreamId, TenantId,
 };
 use projector::ProjectorConfig;
-use projector::config::Secret;
-use projector::es::Es;
-use projector::indices::{IndexKind, ensure_layout, remove_layout};
 use projector::projections::{Projection, audit, history, search};
 use projector::replay::progress::ProgressMode;
 use projector::replay::{self, ReplayOptions, writers};
 use projector::views::{self, CustomerView};
+use read_model::Es;
+use read_model::indices::{IndexKind, ensure_layout, remove_layout};
 use schemas::{
     CustomerEvent, CustomerName, CustomerRegistered, CustomerUpdated, EmailAddress, Tags,
 };
 use serde_json::{Value, json};
+use service::Secret;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 

@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ProjectorConfig;
 use crate::dlq::DeadLetters;
-use crate::es::{Es, EsError};
-use crate::indices;
-use crate::metrics::{self, ProjectorMetrics};
+use crate::metrics::ProjectorMetrics;
 use crate::projections::{Projection, Sinks};
 use crate::runner::Runner;
+use read_model::indices;
+use read_model::{Es, EsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -55,7 +55,7 @@ impl Projector {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.kafka_brokers)
             .create()?;
-        event_store::relay::topics::create_topics(&admin, &[config.dlq_topic()], 1, 1).await?;
+        relay::topics::create_topics(&admin, &[config.dlq_topic()], 1, 1).await?;
 
         let sinks = Sinks::live(EventStore::new(pool), es, &config.index_prefix);
         let metrics = Arc::new(ProjectorMetrics::default());
@@ -90,12 +90,7 @@ impl Projector {
             metrics,
             listener,
         } = self;
-        tracing::info!(addr = %listener.local_addr()?, "serving projector metrics and health");
-        let server = tokio::spawn(
-            axum::serve(listener, metrics::router(metrics))
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
-        );
+        let server = service::ops_server::spawn(listener, metrics, shutdown.clone());
         let tasks: Vec<_> = runners
             .into_iter()
             .map(|runner| tokio::spawn(runner.run(shutdown.clone())))

@@ -16,33 +16,12 @@
 //! | `CHRONICLE_PROJECTOR_REPLAY_BULK_DOCS` | `5000` documents per bulk write while rebuilding |
 //! | `CHRONICLE_PROJECTOR_VERIFY_ATTEMPTS` | `10`: a tenant whose projection differs from the store is checked again (1 s apart) this many times before it counts as a mismatch, so live lag is not reported as one |
 
-use std::fmt;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
-
-/// A secret string: kept out of `Debug` output and logs.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+use service::Secret;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectorConfig {

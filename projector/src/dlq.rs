@@ -244,7 +244,7 @@ pub enum RedriveError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("elasticsearch: {0}")]
-    Elasticsearch(#[from] crate::es::EsError),
+    Elasticsearch(#[from] read_model::es::EsError),
     #[error("projecting: {0}")]
     Projection(#[from] crate::projections::ProjectionError),
 }
@@ -267,7 +267,7 @@ pub async fn redrive(config: &ProjectorConfig) -> Result<RedriveSummary, Redrive
         .await?;
     let sinks = Sinks::live(
         event_store::EventStore::new(pool),
-        crate::es::Es::new(&config.elasticsearch_url)?,
+        read_model::es::Es::new(&config.elasticsearch_url)?,
         &config.index_prefix,
     );
     let dead_letters = DeadLetters::new(config)?;

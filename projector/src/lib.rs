@@ -7,24 +7,16 @@
 //! - [`runner`]: one projection's consumer loop: batch, project, park poison, commit.
 //! - [`projections`]: the four projections (customers, search, history, audit).
 //! - [`views`]: customers folded from their streams, and their change history.
-//! - [`fold`]: ASCII folding for search.
-//! - [`indices`]: the Elasticsearch layout: templates, indices behind aliases, tenant aliases.
-//! - [`es`]: a thin JSON layer over the `elasticsearch` client.
 //! - [`dlq`]: the dead-letter topic: parking, listing, re-driving.
 //! - [`metrics`]: per-projection lag and counts, and `/healthz`.
 //! - [`replay`]: rebuilding projections from the event store, rollback, verification.
-//! - [`read`]: queries over the projections, for the command API's read endpoints.
 //! - `testing` (feature `testing`): relay + projector running for a test, with prefixes of its own.
 
 pub mod app;
 pub mod config;
 pub mod dlq;
-pub mod es;
-pub mod fold;
-pub mod indices;
 pub mod metrics;
 pub mod projections;
-pub mod read;
 pub mod replay;
 pub mod runner;
 #[cfg(feature = "testing")]

@@ -1,18 +1,13 @@
 //! Per-projection metrics and health, on the projector's metrics port: records projected,
 //! records parked in the dead-letter topic, and lag (records behind, seconds behind).
 
-use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use service::ops_server::{Health, Observed};
 use std::sync::atomic::AtomicU64;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,14 +68,15 @@ impl ProjectorMetrics {
         }
     }
 
-    fn render(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String");
-        text
+}
+
+impl Observed for ProjectorMetrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 
-    fn health(&self) -> serde_json::Value {
+    /// Each projection's lag.
+    fn health(&self) -> Health {
         let projections: serde_json::Map<String, serde_json::Value> =
             crate::projections::Projection::ALL
                 .iter()
@@ -95,27 +91,9 @@ impl ProjectorMetrics {
                     )
                 })
                 .collect();
-        serde_json::json!({ "status": "ok", "projections": projections })
+        Health {
+            ok: true,
+            body: serde_json::json!({ "status": "ok", "projections": projections }),
+        }
     }
-}
-
-pub fn router(metrics: Arc<ProjectorMetrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(serve_metrics))
-        .route("/healthz", get(serve_health))
-        .with_state(metrics)
-}
-
-async fn serve_metrics(State(metrics): State<Arc<ProjectorMetrics>>) -> impl IntoResponse {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.render(),
-    )
-}
-
-async fn serve_health(State(metrics): State<Arc<ProjectorMetrics>>) -> impl IntoResponse {
-    axum::Json(metrics.health())
 }

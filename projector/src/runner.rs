@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use service::retry;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProjectorConfig;
@@ -61,9 +61,7 @@ impl Runner {
         let topics: Vec<String> = projection
             .aggregates()
             .iter()
-            .map(|aggregate| {
-                event_store::relay::cloudevents::topic_for(&config.topic_prefix, aggregate)
-            })
+            .map(|aggregate| relay::cloudevents::topic_for(&config.topic_prefix, aggregate))
             .collect();
         Ok(Self {
             projection,
@@ -147,19 +145,14 @@ impl Runner {
             }
         }
 
-        let mut delays = retry_policy().build();
-        let rejected = loop {
-            match projections::apply(self.projection, &self.sinks, &envelopes).await {
-                Ok(rejected) => break rejected,
-                Err(error) => {
-                    tracing::warn!(projection = self.projection.name(), %error, "projecting failed; retrying the batch");
-                    let delay = delays.next().unwrap_or(Duration::from_secs(10));
-                    tokio::select! {
-                        () = shutdown.cancelled() => return false,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
+        let (projection, sinks) = (self.projection, &self.sinks);
+        let batch_events = &envelopes;
+        let projected = retry::until_ok(shutdown, "projecting the batch", move || {
+            projections::apply(projection, sinks, batch_events)
+        })
+        .await;
+        let Some(rejected) = projected else {
+            return false;
         };
         poison.extend(
             rejected
@@ -168,18 +161,13 @@ impl Runner {
         );
 
         for (message, reason) in &poison {
-            let mut delays = retry_policy().build();
-            while let Err(error) = self
-                .dead_letters
-                .park(message, self.projection.name(), reason)
-                .await
-            {
-                tracing::warn!(%error, "could not park a record; retrying");
-                let delay = delays.next().unwrap_or(Duration::from_secs(10));
-                tokio::select! {
-                    () = shutdown.cancelled() => return false,
-                    () = tokio::time::sleep(delay) => {}
-                }
+            let dead_letters = &self.dead_letters;
+            let parked = retry::until_ok(shutdown, "parking a record", move || {
+                dead_letters.park(message, projection.name(), reason)
+            })
+            .await;
+            if parked.is_none() {
+                return false;
             }
             self.metrics.dead_lettered.get_or_create(&label).inc();
         }
@@ -222,14 +210,6 @@ impl Runner {
             tracing::warn!(projection = self.projection.name(), %error, "committing offsets failed");
         }
     }
-}
-
-fn retry_policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .with_jitter()
-        .without_max_times()
 }
 
 /// Records behind per projection: high watermark minus committed offset, summed over the

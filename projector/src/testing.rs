@@ -4,16 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use event_store::relay::config::Secret as RelaySecret;
-use event_store::relay::{Relay, RelayConfig};
-use event_store::testing::kafka::TestTopics;
+use relay::testing::TestTopics;
+use relay::{Relay, RelayConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Secret;
-use crate::es::Es;
 use crate::projections::Projection;
 use crate::{Projector, ProjectorConfig};
+use read_model::es::Es;
+use service::Secret;
 
 #[derive(Debug)]
 pub struct Pipeline {
@@ -46,7 +45,7 @@ impl Pipeline {
             ..ProjectorConfig::default()
         };
         let relay_config = RelayConfig {
-            database_url: RelaySecret::new(database_url),
+            database_url: Secret::new(database_url),
             kafka_brokers: topics.brokers.clone(),
             topic_prefix: topics.prefix.clone(),
             metrics_addr: "127.0.0.1:0".to_owned(),
@@ -102,7 +101,7 @@ impl Pipeline {
     /// holds for its hits or 60 s pass; returns the last hits.
     pub async fn search_until(
         &self,
-        kind: crate::indices::IndexKind,
+        kind: read_model::indices::IndexKind,
         body: Value,
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
@@ -143,7 +142,7 @@ impl Drop for Pipeline {
                 .enable_all()
                 .build()
                 .ok()?;
-            runtime.block_on(crate::indices::remove_layout(&es, &prefix));
+            runtime.block_on(read_model::indices::remove_layout(&es, &prefix));
             Some(())
         })
         .join();

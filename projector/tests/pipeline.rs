@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use event_store::testing::ScratchDatabase;
 use event_store::{EventStore, LogPosition};
-use projector::indices::IndexKind;
-use projector::read::{self, AuditFilter};
 use projector::testing::Pipeline;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use read_model::audit::AuditFilter;
+use read_model::indices::IndexKind;
 use serde_json::json;
 use support::{
     archived, customer, email_changed, register_tenant, registered, renamed, tenant, view_at,
@@ -26,10 +26,10 @@ async fn search(
     tag: Option<&str>,
     archived: bool,
     expect: impl Fn(u64) -> bool,
-) -> Vec<read::CustomerRecord> {
+) -> Vec<read_model::customers::CustomerRecord> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (items, total) = read::search(
+        let (items, total) = read_model::search::customers(
             &pipeline.es,
             pipeline.index_prefix(),
             &tenant(tenant_id),
@@ -105,13 +105,13 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
         "archived"
     );
     assert!(
-        read::customer(&store, &tenant("acme"), theirs)
+        read_model::customers::find(&store, &tenant("acme"), theirs)
             .await
             .unwrap()
             .is_none(),
         "globex's customer is not acme's"
     );
-    let page = read::customers(&store, &tenant("acme"), 10, None, false)
+    let page = read_model::customers::page(&store, &tenant("acme"), 10, None, false)
         .await
         .unwrap();
     assert_eq!(
@@ -120,7 +120,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
         "archived excluded by default"
     );
     assert_eq!(
-        read::customers(&store, &tenant("acme"), 10, None, true)
+        read_model::customers::page(&store, &tenant("acme"), 10, None, true)
             .await
             .unwrap()
             .len(),
@@ -180,7 +180,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
     // History: each version with its changes.
     let deadline = Instant::now() + Duration::from_secs(30);
     let history = loop {
-        let history = read::history(
+        let history = read_model::history::of_customer(
             &pipeline.es,
             pipeline.index_prefix(),
             &tenant("acme"),
@@ -215,7 +215,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
     );
     assert_eq!(history[1].actor.name, "Mia Member");
     assert!(
-        read::history(
+        read_model::history::of_customer(
             &pipeline.es,
             pipeline.index_prefix(),
             &tenant("globex"),
@@ -229,7 +229,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
     // Audit: every event of the tenant, none of the other's.
     let deadline = Instant::now() + Duration::from_secs(30);
     let audit = loop {
-        let (items, _) = read::audit(
+        let (items, _) = read_model::audit::page(
             &pipeline.es,
             pipeline.index_prefix(),
             &tenant("acme"),
@@ -259,7 +259,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
         event_type: Some("CustomerUpdated".to_owned()),
         ..AuditFilter::default()
     };
-    let (updates, _) = read::audit(
+    let (updates, _) = read_model::audit::page(
         &pipeline.es,
         pipeline.index_prefix(),
         &tenant("acme"),
@@ -270,7 +270,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
     .await
     .unwrap();
     assert_eq!(updates.len(), 1);
-    let (first_page, cursor) = read::audit(
+    let (first_page, cursor) = read_model::audit::page(
         &pipeline.es,
         pipeline.index_prefix(),
         &tenant("acme"),
@@ -280,7 +280,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
     )
     .await
     .unwrap();
-    let (second_page, _) = read::audit(
+    let (second_page, _) = read_model::audit::page(
         &pipeline.es,
         pipeline.index_prefix(),
         &tenant("acme"),
@@ -336,10 +336,7 @@ async fn replay_out_of_order(
         .unwrap();
     for _ in 0..2 {
         for event in events.iter().rev() {
-            let record = event_store::relay::cloudevents::KafkaRecord::for_event(
-                &pipeline.topics.prefix,
-                event,
-            );
+            let record = relay::cloudevents::KafkaRecord::for_event(&pipeline.topics.prefix, event);
             let headers = record
                 .headers
                 .iter()
@@ -427,7 +424,7 @@ async fn redelivered_and_out_of_order_events_leave_the_same_state() {
     // sentinel too.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let sentinel_history = read::history(
+        let sentinel_history = read_model::history::of_customer(
             &pipeline.es,
             pipeline.index_prefix(),
             &tenant("acme"),
@@ -435,7 +432,7 @@ async fn redelivered_and_out_of_order_events_leave_the_same_state() {
         )
         .await
         .unwrap();
-        let (audit, _) = read::audit(
+        let (audit, _) = read_model::audit::page(
             &pipeline.es,
             pipeline.index_prefix(),
             &tenant("acme"),
@@ -455,7 +452,7 @@ async fn redelivered_and_out_of_order_events_leave_the_same_state() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let after = read::customer(&store, &tenant("acme"), id)
+    let after = read_model::customers::find(&store, &tenant("acme"), id)
         .await
         .unwrap()
         .unwrap();
@@ -463,14 +460,19 @@ async fn redelivered_and_out_of_order_events_leave_the_same_state() {
     let (_, doc) = pipeline.es.get(&doc_path, &[]).await.unwrap();
     assert_eq!(doc["_version"], 3);
     assert_eq!(doc["_source"]["name"], "Grace Brewster Hopper");
-    let history = read::history(&pipeline.es, pipeline.index_prefix(), &tenant("acme"), id)
-        .await
-        .unwrap();
+    let history = read_model::history::of_customer(
+        &pipeline.es,
+        pipeline.index_prefix(),
+        &tenant("acme"),
+        id,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         history.iter().map(|h| h.version).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
-    let (audit, _) = read::audit(
+    let (audit, _) = read_model::audit::page(
         &pipeline.es,
         pipeline.index_prefix(),
         &tenant("acme"),
@@ -628,7 +630,7 @@ async fn a_projector_killed_mid_stream_ends_consistent_with_the_store() {
     }
     // Kill it (SIGKILL) once part of the work is done.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while read::customers(&store, &tenant("acme"), 100, None, true)
+    while read_model::customers::page(&store, &tenant("acme"), 100, None, true)
         .await
         .unwrap()
         .len()

@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use event_store::testing::ScratchDatabase;
 use event_store::{EventStore, ExpectedVersion, NewEvent, StreamId};
-use projector::indices::IndexKind;
 use projector::projections::Projection;
-use projector::read;
+use read_model::indices::IndexKind;
+
+use projector::ProjectorConfig;
 use projector::replay::progress::ProgressMode;
 use projector::replay::{self, ReplayOptions};
 use projector::testing::Pipeline;
-use projector::{ProjectorConfig, config::Secret};
 use serde_json::{Value, json};
+use service::Secret;
 use support::{archived, customer, metadata, register_tenant, registered, renamed, tenant};
 use uuid::Uuid;
 
@@ -61,7 +62,7 @@ async fn customer_archived_by_v1(store: &EventStore, tenant_id: &str, name: &str
 
 /// How many of acme's seeded customers a search finds (archived included).
 async fn seeded_in_search(pipeline: &Pipeline) -> Result<u64, String> {
-    read::search(
+    read_model::search::customers(
         &pipeline.es,
         pipeline.index_prefix(),
         &tenant("acme"),
@@ -240,7 +241,7 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
             let mut failures: Vec<String> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 polls += 1;
-                let search = read::search(
+                let search = read_model::search::customers(
                     &es,
                     &prefix,
                     &tenant("acme"),
@@ -348,17 +349,18 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
     assert_eq!(status_in_search(&pipeline, archived_v1).await, "archived");
     assert_eq!(status_in_search(&pipeline, archived_v2).await, "archived");
     for id in [archived_v1, archived_v2] {
-        let view = read::customer(&store, &tenant("acme"), id)
+        let view = read_model::customers::find(&store, &tenant("acme"), id)
             .await
             .unwrap()
             .unwrap();
         assert_eq!((view.status.as_str(), view.version), ("archived", 2));
     }
-    let history = read::history(&pipeline.es, prefix, &tenant("acme"), archived_v1)
-        .await
-        .unwrap();
+    let history =
+        read_model::history::of_customer(&pipeline.es, prefix, &tenant("acme"), archived_v1)
+            .await
+            .unwrap();
     assert_eq!(history.len(), 2, "{history:?}");
-    let anne = read::customer(&store, &tenant("acme"), quoted)
+    let anne = read_model::customers::find(&store, &tenant("acme"), quoted)
         .await
         .unwrap()
         .unwrap();
@@ -661,12 +663,12 @@ async fn a_tenant_replay_repairs_that_tenant_in_place_and_leaves_the_others_unto
         .await
         .unwrap();
     assert_eq!(status, 200, "the history version is back");
-    let row = read::customer(&store, &tenant("acme"), acme[2])
+    let row = read_model::customers::find(&store, &tenant("acme"), acme[2])
         .await
         .unwrap()
         .unwrap();
     assert_eq!(row.name, "Acme Renamed 2", "content is rewritten too");
-    let row = read::customer(&store, &tenant("acme"), acme[3])
+    let row = read_model::customers::find(&store, &tenant("acme"), acme[3])
         .await
         .unwrap()
         .unwrap();

@@ -17,7 +17,6 @@ domain_events! {
 
 /// A customer was created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CustomerRegistered {
     pub name: CustomerName,
     pub email: EmailAddress,
@@ -39,7 +38,6 @@ impl EventType for CustomerRegistered {
 /// `phone` and `address` can be removed: present with `null` means removed, absent means
 /// unchanged. The old values are not repeated here; they are the stream's earlier events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CustomerUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<CustomerName>,
@@ -78,7 +76,6 @@ impl EventType for CustomerUpdated {
 /// Version 2 added `reason`. Version 1 events (`{}`) are stored as they were and read
 /// through [`EventType::upcast`], which records that no reason was given then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CustomerArchived {
     /// Why, in the archiving user's words.
     pub reason: String,

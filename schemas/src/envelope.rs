@@ -12,7 +12,6 @@ use crate::ids::{StreamId, TenantId};
 /// This is the Kafka record value and what projectors decode; `payload` is decoded into a
 /// [`crate::DomainEvent`] by `event_type` and `schema_version`, through upcasters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct EventEnvelope {
     /// UUID v7: unique, and roughly time-ordered, which keeps the index on it compact.
     pub event_id: Uuid,
@@ -32,7 +31,6 @@ pub struct EventEnvelope {
 
 /// Who caused an event and within which request; every event carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct EventMetadata {
     /// The user (JWT `sub`) who issued the command; [`EventMetadata::SYSTEM_ACTOR`] for
     /// Chronicle itself (bootstrap, migrations of data).

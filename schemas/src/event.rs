@@ -28,7 +28,9 @@ pub enum DecodeError {
 
 /// One event type: a past-tense fact with a stable name and a schema version.
 ///
-/// The payload stored is the type's serde JSON. When the shape changes, bump `VERSION`
+/// The payload stored is the type's serde JSON. Reading it is lenient: fields it does not
+/// know are ignored (a newer writer may add some) and values are taken as recorded, with no
+/// business rule re-applied (see `values`); only the shape must fit. When the shape changes, bump `VERSION`
 /// and teach [`EventType::upcast`] to lift the previous version's JSON one step; stored
 /// events are never rewritten, so every reader goes through `upcast`.
 pub trait EventType: Serialize + DeserializeOwned + JsonSchema {

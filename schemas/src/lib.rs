@@ -5,7 +5,8 @@
 //! - [`envelope`]: the [`EventEnvelope`] around every stored event, and its [`EventMetadata`].
 //! - [`event`]: the [`DomainEvent`] and [`EventType`] traits that tie a Rust type to its
 //!   stored name and schema version, and decode stored payloads through upcasters.
-//! - [`values`]: validated value types (a [`CustomerName`] is valid by construction).
+//! - [`values`]: value types: `parse` holds today's rules for commands; stored events decode
+//!   as recorded.
 //! - [`tenant`], [`user`], [`customer`]: the event types of each aggregate.
 //! - [`json_schema`]: the JSON Schema of every event type, checked in under `schemas/json/`.
 //!

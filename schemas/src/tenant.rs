@@ -18,7 +18,6 @@ domain_events! {
 
 /// A tenant was registered by a platform admin and is active.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TenantRegistered {
     pub name: TenantName,
 }
@@ -30,7 +29,6 @@ impl EventType for TenantRegistered {
 
 /// A tenant was suspended: none of its users can do anything until it is reactivated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TenantSuspended {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -43,7 +41,6 @@ impl EventType for TenantSuspended {
 
 /// A suspended tenant was reactivated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TenantReactivated {}
 
 impl EventType for TenantReactivated {

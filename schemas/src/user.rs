@@ -27,7 +27,6 @@ pub enum Role {
 
 /// A user was added to a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct UserRegistered {
     pub user_id: Uuid,
     pub username: Username,

@@ -1,6 +1,13 @@
-//! Validated value types. Each is valid by construction: `parse` is the only way in,
-//! and deserializing goes through it, so an event or command holding one never needs
-//! re-checking. Strings are trimmed; lengths count characters, not bytes.
+//! Value types. A command builds them with `parse`, which holds today's rules (strings are
+//! trimmed; lengths count characters, not bytes), so everything Chronicle records now is
+//! valid by those rules.
+//!
+//! Deserializing is lenient on purpose: it is how stored events are read, and stored events
+//! are facts. An event recorded under yesterday's rules (a longer name, a country code since
+//! withdrawn) must still decode, or tightening a rule would make history unreadable. So
+//! serde takes the value as recorded, and only the shape (a string, a list) is checked;
+//! input from clients never deserializes into these types directly, it goes through
+//! `parse`.
 
 use std::fmt;
 
@@ -45,10 +52,11 @@ fn bounded_text(value: &str, max: usize) -> Result<String, InvalidValue> {
     Ok(value.to_owned())
 }
 
-/// Implements the conversions every string value type shares around its own `parse`.
+/// Implements the conversions every string value type shares around its own `parse`:
+/// `From<String>` is the lenient way in, for stored events (see the module documentation).
 ///
 /// The JSON Schema is written out by hand: schemars derives the schema of the serde
-/// `try_from` source type (a bare string), which would drop the constraints.
+/// `from` source type (a bare string), which would drop the constraints it is written with.
 macro_rules! string_value {
     ($name:ident, $schema:tt) => {
         impl JsonSchema for $name {
@@ -66,10 +74,10 @@ macro_rules! string_value {
             }
         }
 
-        impl TryFrom<String> for $name {
-            type Error = InvalidValue;
-            fn try_from(value: String) -> Result<Self, Self::Error> {
-                Self::parse(&value)
+        impl From<String> for $name {
+            /// The value as recorded, unchecked: for stored events only.
+            fn from(value: String) -> Self {
+                Self(value)
             }
         }
 
@@ -89,7 +97,7 @@ macro_rules! string_value {
 
 /// A customer's name: 1 to 200 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct CustomerName(String);
 string_value!(CustomerName, {"type": "string", "minLength": 1, "maxLength": 200});
 
@@ -102,7 +110,7 @@ impl CustomerName {
 
 /// A tenant's display name: 1 to 200 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct TenantName(String);
 string_value!(TenantName, {"type": "string", "minLength": 1, "maxLength": 200});
 
@@ -115,7 +123,7 @@ impl TenantName {
 
 /// A user's display name: 1 to 100 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct DisplayName(String);
 string_value!(DisplayName, {"type": "string", "minLength": 1, "maxLength": 100});
 
@@ -128,7 +136,7 @@ impl DisplayName {
 
 /// A login name, unique within its tenant: lowercase, so `Alice` and `alice` are one user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct Username(String);
 string_value!(Username, {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{2,63}$"});
 
@@ -151,7 +159,7 @@ impl Username {
 /// An email address: `local@domain`, the domain lowercased (it is case-insensitive; the
 /// local part is not, by the RFC, so it is kept as given).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct EmailAddress(String);
 string_value!(EmailAddress, {"type": "string", "format": "email", "maxLength": 254});
 
@@ -206,7 +214,7 @@ fn is_domain(domain: &str) -> bool {
 /// A phone number in E.164 form, stored normalized: `+` then 8 to 15 digits. Spaces,
 /// dashes, dots and parentheses people type between the digits are dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct PhoneNumber(String);
 string_value!(PhoneNumber, {"type": "string", "pattern": "^\\+[1-9][0-9]{7,14}$"});
 
@@ -234,10 +242,11 @@ impl PhoneNumber {
     }
 }
 
-/// An ISO 3166-1 alpha-2 country code, uppercase; only officially assigned codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CountryCode([u8; 2]);
+/// An ISO 3166-1 alpha-2 country code, uppercase; only officially assigned codes (when
+/// parsed: a stored code stays readable after it is withdrawn).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct CountryCode(String);
 
 impl JsonSchema for CountryCode {
     fn schema_name() -> std::borrow::Cow<'static, str> {
@@ -252,35 +261,28 @@ impl JsonSchema for CountryCode {
 impl CountryCode {
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         let code = value.trim().to_ascii_uppercase();
-        let bytes: [u8; 2] = code
-            .as_bytes()
-            .try_into()
-            .map_err(|_| InvalidValue::Country)?;
-        if ISO_3166_ALPHA2
-            .split(' ')
-            .any(|assigned| assigned.as_bytes() == bytes)
-        {
-            Ok(Self(bytes))
+        if code.len() == 2 && ISO_3166_ALPHA2.split(' ').any(|assigned| assigned == code) {
+            Ok(Self(code))
         } else {
             Err(InvalidValue::Country)
         }
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("country codes are ASCII by construction")
+        &self.0
     }
 }
 
-impl TryFrom<String> for CountryCode {
-    type Error = InvalidValue;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
+impl From<String> for CountryCode {
+    /// The code as recorded, unchecked: for stored events only.
+    fn from(value: String) -> Self {
+        Self(value)
     }
 }
 
 impl From<CountryCode> for String {
     fn from(value: CountryCode) -> Self {
-        value.as_str().to_owned()
+        value.0
     }
 }
 
@@ -303,7 +305,6 @@ YT ZA ZM ZW";
 
 /// A postal address; every part is required when an address is given.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PostalAddress {
     pub street: AddressLine,
     pub city: AddressLine,
@@ -313,7 +314,7 @@ pub struct PostalAddress {
 
 /// One line of a postal address: 1 to 200 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct AddressLine(String);
 string_value!(AddressLine, {"type": "string", "minLength": 1, "maxLength": 200});
 
@@ -326,7 +327,7 @@ impl AddressLine {
 
 /// A label on a customer: 1 to 40 characters after trimming.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct Tag(String);
 string_value!(Tag, {"type": "string", "minLength": 1, "maxLength": 40});
 
@@ -337,9 +338,10 @@ impl Tag {
     }
 }
 
-/// A customer's tags: a set of at most 20, kept in the order first given.
+/// A customer's tags: a set of at most 20, kept in the order first given (when parsed; as
+/// recorded when read from an event).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Vec<Tag>", into = "Vec<Tag>")]
+#[serde(from = "Vec<Tag>", into = "Vec<Tag>")]
 pub struct Tags(Vec<Tag>);
 
 impl JsonSchema for Tags {
@@ -360,17 +362,6 @@ impl Tags {
             .into_iter()
             .map(|value| Tag::parse(value.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::try_from(tags)
-    }
-
-    pub fn as_slice(&self) -> &[Tag] {
-        &self.0
-    }
-}
-
-impl TryFrom<Vec<Tag>> for Tags {
-    type Error = InvalidValue;
-    fn try_from(tags: Vec<Tag>) -> Result<Self, Self::Error> {
         let mut unique: Vec<Tag> = Vec::with_capacity(tags.len());
         for tag in tags {
             if !unique.contains(&tag) {
@@ -381,6 +372,17 @@ impl TryFrom<Vec<Tag>> for Tags {
             return Err(InvalidValue::TooManyTags { max: Self::MAX });
         }
         Ok(Self(unique))
+    }
+
+    pub fn as_slice(&self) -> &[Tag] {
+        &self.0
+    }
+}
+
+impl From<Vec<Tag>> for Tags {
+    /// The tags as recorded, unchecked: for stored events only.
+    fn from(tags: Vec<Tag>) -> Self {
+        Self(tags)
     }
 }
 
@@ -511,6 +513,26 @@ mod tests {
             Tags::parse([&"x".repeat(41)]),
             Err(InvalidValue::TooLong { max: 40 })
         );
-        assert!(serde_json::from_str::<Tags>(r#"["ok", ""]"#).is_err());
+    }
+
+    #[test]
+    fn stored_values_decode_as_recorded_whatever_todays_rules_say() {
+        let long_name = "N".repeat(300);
+        let name: CustomerName = serde_json::from_value(serde_json::json!(long_name)).unwrap();
+        assert_eq!(name.as_str().len(), 300, "kept whole, not refused");
+        assert!(
+            CustomerName::parse(name.as_str()).is_err(),
+            "a command may not say it"
+        );
+        let email: EmailAddress = serde_json::from_str(r#""not an address""#).unwrap();
+        assert_eq!(email.as_str(), "not an address");
+        let country: CountryCode = serde_json::from_str(r#""YU""#).unwrap();
+        assert_eq!(country.as_str(), "YU", "a withdrawn code stays readable");
+        let tags: Tags = serde_json::from_str(r#"["ok", "", "ok"]"#).unwrap();
+        assert_eq!(tags.as_slice().len(), 3, "as recorded");
+        assert!(
+            serde_json::from_str::<Tags>(r#""not a list""#).is_err(),
+            "the shape still counts"
+        );
     }
 }

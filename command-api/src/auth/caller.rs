@@ -12,8 +12,8 @@ use event_store::{EventMetadata, TenantId};
 use schemas::Role;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::problem::ApiError;
+use crate::state::AppState;
 use crate::telemetry::RequestContext;
 use crate::tenancy::TenantStatus;
 

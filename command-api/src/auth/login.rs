@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use super::token::Subject;
 use super::{Caller, password};
-use crate::app::AppState;
 use crate::extract::ValidJson;
 use crate::problem::{ApiError, Problem};
+use crate::state::AppState;
 use crate::tenancy::TenantStatus;
 use crate::users::parse_role;
 

@@ -5,21 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use command_api::{ApiConfig, Application};
-use tokio::signal::unix::{SignalKind, signal};
-use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if std::env::var("CHRONICLE_LOG_FORMAT").is_ok_and(|format| format == "json") {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    service::logs::init();
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("generate-keys") {
@@ -40,8 +29,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    // SIGTERM or SIGINT: stop accepting, finish the requests in flight, exit.
+    let shutdown = service::shutdown::on_signals("command-api");
     match app.run(shutdown).await {
         Ok(()) => {
             tracing::info!("command api stopped");
@@ -77,21 +66,4 @@ fn generate_keys(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// SIGTERM or SIGINT: stop accepting, finish the requests in flight, exit.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot listen for signals");
-        return;
-    };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    tracing::info!("shutting down: draining requests in flight");
-    shutdown.cancel();
 }

@@ -88,6 +88,14 @@ pub fn decide(
     }
 }
 
+impl crate::commands::Aggregate for Customer {
+    type Event = CustomerEvent;
+
+    fn apply(state: Option<Self>, event: &CustomerEvent) -> Option<Self> {
+        apply(state, event)
+    }
+}
+
 /// Folds one event into the state.
 pub fn apply(state: Option<Customer>, event: &CustomerEvent) -> Option<Customer> {
     match (state, event) {

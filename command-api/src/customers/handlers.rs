@@ -1,28 +1,30 @@
 //! The customer commands: create, patch (JSON merge patch, `If-Match` required), archive.
-//! Each loads the stream, lets the aggregate decide, and appends with the version it
-//! decided on, so a concurrent change is a 412, never a lost update.
+//! Each is a [`Command`] run by the one command pipeline; what is here is only what is the
+//! customer's own: the stream, the decision, the response.
 
 // utoipa's `IntoParams` expansion qualifies the params type again.
 #![allow(unused_qualifications)]
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use event_store::{EventStoreError, ExpectedVersion, NewEvent, StreamId, TenantTransaction};
+use axum::response::Response;
+use event_store::StreamId;
 use schemas::{CustomerEvent, DomainEvent, Role};
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::aggregate::{Customer, CustomerCommand, CustomerError, decide};
+use super::aggregate::{Customer, CustomerCommand, CustomerDetails, CustomerError, decide};
 use super::input::{CustomerInput, merge_patch};
-use crate::app::AppState;
 use crate::auth::Caller;
+use crate::commands::{self, Command, Landed, Precondition};
 use crate::extract::{IdempotencyKey, IfMatch, ValidJson, ValidQuery};
 use crate::idempotency::{Idempotency, Scope, StoredResponse};
 use crate::problem::{ApiError, FieldError, Problem};
+use crate::state::AppState;
 
 const WRITERS: [Role; 2] = [Role::Admin, Role::Member];
 
@@ -60,7 +62,6 @@ pub async fn create_customer(
     body: ValidJson<CustomerInput>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_with_role(&WRITERS)?.clone();
-    app.limits.write(tenant.as_str())?;
     let details = body.value.validate()?;
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
@@ -69,25 +70,12 @@ pub async fn create_customer(
         "/v1/customers",
         &body.raw,
     );
-
-    let mut tx = app.store.begin(&tenant).await?;
-    if let Some(replay) = idempotency.replay(tx.connection()).await? {
-        return Ok(replay.into_response());
-    }
-    let id = Uuid::now_v7();
-    let events = decide(None, CustomerCommand::Register(details)).map_err(domain_error)?;
-    let appended = tx
-        .append_to_stream(
-            &stream_of(id)?,
-            ExpectedVersion::NoStream,
-            new_events(&events, &caller),
-        )
-        .await?;
-    let response = accepted(StatusCode::CREATED, id, appended.next_expected_version);
-    idempotency.record(tx.connection(), &response).await?;
-    tx.commit().await?;
-    tracing::info!(customer_id = %id, "customer registered");
-    Ok(response.into_response())
+    let command = CustomerWrite {
+        id: Uuid::now_v7(),
+        precondition: Precondition::NewStream,
+        change: Some(Change::Register(details)),
+    };
+    commands::execute(&app, &caller, &tenant, idempotency, command).await
 }
 
 /// Changes a customer with a JSON merge patch of the fields of `POST /v1/customers`.
@@ -111,36 +99,23 @@ pub async fn patch_customer(
     Path(id): Path<String>,
     IfMatch(expected): IfMatch,
     key: IdempotencyKey,
-    body: ValidJson<serde_json::Value>,
+    body: ValidJson<Value>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_with_role(&WRITERS)?.clone();
-    app.limits.write(tenant.as_str())?;
     let id = parse_id(&id)?;
-    let path = format!("/v1/customers/{id}");
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
         key,
         &Method::PATCH,
-        &path,
+        &format!("/v1/customers/{id}"),
         &body.raw,
     );
-
-    let mut tx = app.store.begin(&tenant).await?;
-    if let Some(replay) = idempotency.replay(tx.connection()).await? {
-        return Ok(replay.into_response());
-    }
-    let stream = stream_of(id)?;
-    let (customer, version) = load(&mut tx, &stream).await?;
-    if version != expected {
-        return Err(ApiError::PreconditionFailed { current: version });
-    }
-    let wanted = merge_patch(&customer.details, &body.value)?;
-    let events = decide(Some(&customer), CustomerCommand::Update(wanted)).map_err(domain_error)?;
-    let version = append(&mut tx, &stream, version, &events, &caller).await?;
-    let response = accepted(StatusCode::OK, id, version);
-    idempotency.record(tx.connection(), &response).await?;
-    tx.commit().await?;
-    Ok(response.into_response())
+    let command = CustomerWrite {
+        id,
+        precondition: Precondition::Version(expected),
+        change: Some(Change::Patch(body.value)),
+    };
+    commands::execute(&app, &caller, &tenant, idempotency, command).await
 }
 
 const DEFAULT_ARCHIVE_REASON: &str = "archived via the API";
@@ -171,7 +146,6 @@ pub async fn archive_customer(
     ValidQuery(params): ValidQuery<ArchiveParams>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_with_role(&WRITERS)?.clone();
-    app.limits.write(tenant.as_str())?;
     let id = parse_id(&id)?;
     let reason = match params.reason.as_deref().map(str::trim) {
         None => DEFAULT_ARCHIVE_REASON.to_owned(),
@@ -183,107 +157,85 @@ pub async fn archive_customer(
             )]));
         }
     };
-    let path = format!("/v1/customers/{id}");
     // The reason is part of the request: the same key with another reason is another request.
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
         key,
         &Method::DELETE,
-        &path,
+        &format!("/v1/customers/{id}"),
         reason.as_bytes(),
     );
+    let command = CustomerWrite {
+        id,
+        precondition: Precondition::Version(expected),
+        change: Some(Change::Archive(reason)),
+    };
+    commands::execute(&app, &caller, &tenant, idempotency, command).await
+}
 
-    let mut tx = app.store.begin(&tenant).await?;
-    if let Some(replay) = idempotency.replay(tx.connection()).await? {
-        return Ok(replay.into_response());
+/// A write to one customer's stream.
+struct CustomerWrite {
+    id: Uuid,
+    precondition: Precondition,
+    /// Taken by `decide`.
+    change: Option<Change>,
+}
+
+enum Change {
+    Register(CustomerDetails),
+    /// A merge patch, applied to the current details.
+    Patch(Value),
+    Archive(String),
+}
+
+impl Command for CustomerWrite {
+    type Aggregate = Customer;
+
+    fn stream(&self) -> StreamId {
+        StreamId::for_aggregate(CustomerEvent::AGGREGATE, self.id)
+            .expect("a uuid makes a valid stream id")
     }
-    let stream = stream_of(id)?;
-    let (customer, version) = load(&mut tx, &stream).await?;
-    if version != expected {
-        return Err(ApiError::PreconditionFailed { current: version });
+
+    fn precondition(&self) -> Precondition {
+        self.precondition
     }
-    let events =
-        decide(Some(&customer), CustomerCommand::Archive { reason }).map_err(domain_error)?;
-    let version = append(&mut tx, &stream, version, &events, &caller).await?;
-    let response = accepted(StatusCode::OK, id, version);
-    idempotency.record(tx.connection(), &response).await?;
-    tx.commit().await?;
-    Ok(response.into_response())
+
+    fn decide(&mut self, state: Option<&Customer>) -> Result<Vec<CustomerEvent>, ApiError> {
+        let command = match self.change.take().expect("decided once") {
+            Change::Register(details) => CustomerCommand::Register(details),
+            Change::Patch(patch) => {
+                // 404 before the patch is looked at: the customer may be another tenant's.
+                let customer = state.ok_or(ApiError::NotFound)?;
+                CustomerCommand::Update(merge_patch(&customer.details, &patch)?)
+            }
+            Change::Archive(reason) => CustomerCommand::Archive { reason },
+        };
+        decide(state, command).map_err(domain_error)
+    }
+
+    fn respond(&self, landed: &Landed<'_, Customer>) -> Result<StoredResponse, ApiError> {
+        let (status, mut headers) = match self.precondition {
+            Precondition::NewStream => (
+                StatusCode::CREATED,
+                vec![("location".to_owned(), format!("/v1/customers/{}", self.id))],
+            ),
+            _ => (StatusCode::OK, Vec::new()),
+        };
+        headers.push(("etag".to_owned(), format!("\"{}\"", landed.version)));
+        Ok(StoredResponse::json(
+            status,
+            headers,
+            &CommandAccepted {
+                id: self.id,
+                version: landed.version,
+            },
+        ))
+    }
 }
 
 /// An id that is not a UUID names no customer: 404, as for any unknown id.
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::NotFound)
-}
-
-fn stream_of(id: Uuid) -> Result<StreamId, ApiError> {
-    StreamId::for_aggregate(CustomerEvent::AGGREGATE, id).map_err(ApiError::internal)
-}
-
-/// The customer and its version; 404 when the stream is empty, which is also what
-/// another tenant's customer looks like from here (row-level security hides it).
-async fn load(
-    tx: &mut TenantTransaction<'_>,
-    stream: &StreamId,
-) -> Result<(Customer, u64), ApiError> {
-    let envelopes = tx.read_stream(stream, 1, u32::MAX).await?;
-    let version = envelopes.last().map_or(0, |e| e.stream_version);
-    let mut state = None;
-    for envelope in envelopes {
-        let event = CustomerEvent::decode(
-            &envelope.event_type,
-            envelope.schema_version,
-            envelope.payload,
-        )
-        .map_err(ApiError::internal)?;
-        state = super::aggregate::apply(state, &event);
-    }
-    state
-        .map(|customer| (customer, version))
-        .ok_or(ApiError::NotFound)
-}
-
-/// Appends at `version` and returns the new version; nothing to append keeps it.
-async fn append(
-    tx: &mut TenantTransaction<'_>,
-    stream: &StreamId,
-    version: u64,
-    events: &[CustomerEvent],
-    caller: &Caller,
-) -> Result<u64, ApiError> {
-    if events.is_empty() {
-        return Ok(version);
-    }
-    match tx
-        .append_to_stream(
-            stream,
-            ExpectedVersion::Exact(version),
-            new_events(events, caller),
-        )
-        .await
-    {
-        Ok(appended) => Ok(appended.next_expected_version),
-        // Another request changed the customer since we read it.
-        Err(EventStoreError::Concurrency { actual, .. }) => {
-            Err(ApiError::PreconditionFailed { current: actual })
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn new_events(events: &[CustomerEvent], caller: &Caller) -> Vec<NewEvent> {
-    events
-        .iter()
-        .map(|event| NewEvent::new(event, caller.event_metadata()))
-        .collect()
-}
-
-fn accepted(status: StatusCode, id: Uuid, version: u64) -> StoredResponse {
-    let mut headers = vec![("etag".to_owned(), format!("\"{version}\""))];
-    if status == StatusCode::CREATED {
-        headers.push(("location".to_owned(), format!("/v1/customers/{id}")));
-    }
-    StoredResponse::json(status, headers, &CommandAccepted { id, version })
 }
 
 fn domain_error(error: CustomerError) -> ApiError {

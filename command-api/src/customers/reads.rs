@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use projector::read::{self, AuditFilter, AuditItem, CustomerRecord, HistoryItem};
+use read_model::audit::AuditFilter;
 use schemas::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -18,10 +18,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::extract::ValidQuery;
 use crate::problem::{ApiError, FieldError, Problem};
+use crate::state::AppState;
+
+use super::resources::{AuditEntry, CustomerResource, HistoryEntry};
 
 const READERS: [Role; 3] = [Role::Admin, Role::Member, Role::Viewer];
 
@@ -34,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_log))
 }
 
-fn read_error(error: read::ReadError) -> ApiError {
+fn read_error(error: read_model::ReadError) -> ApiError {
     ApiError::internal(error)
 }
 
@@ -63,7 +65,7 @@ pub struct GetParams {
     get, path = "/v1/customers/{id}", tag = "customers",
     params(("id" = Uuid, Path), GetParams),
     responses(
-        (status = 200, body = CustomerRecord, headers(("ETag" = String))), (status = 404, body = Problem),
+        (status = 200, body = CustomerResource, headers(("ETag" = String))), (status = 404, body = Problem),
         (status = 504, description = "min_version not reached in time", body = Problem),
     ),
     security(("bearer" = []))
@@ -80,7 +82,7 @@ pub async fn get_customer(
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(5_000).min(30_000));
     let deadline = Instant::now() + wait;
     loop {
-        let found = read::customer(&app.store, &tenant, id)
+        let found = read_model::customers::find(&app.store, &tenant, id)
             .await
             .map_err(read_error)?;
         match (found, params.min_version) {
@@ -98,9 +100,13 @@ pub async fn get_customer(
         }
     }
 
-    fn with_etag(customer: CustomerRecord) -> axum::response::Response {
+    fn with_etag(customer: read_model::customers::CustomerRecord) -> axum::response::Response {
         let etag = format!("\"{}\"", customer.version);
-        ([(axum::http::header::ETAG, etag)], axum::Json(customer)).into_response()
+        (
+            [(axum::http::header::ETAG, etag)],
+            axum::Json(CustomerResource::from(customer)),
+        )
+            .into_response()
     }
 }
 
@@ -117,7 +123,7 @@ pub struct ListParams {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CustomerPage {
-    pub items: Vec<CustomerRecord>,
+    pub items: Vec<CustomerResource>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
@@ -145,9 +151,13 @@ pub async fn list_customers(
                 "is not a cursor this API returned",
             )])
         })?;
-    let items = read::customers(&app.store, &tenant, limit, after, params.include_archived)
-        .await
-        .map_err(read_error)?;
+    let items: Vec<CustomerResource> =
+        read_model::customers::page(&app.store, &tenant, limit, after, params.include_archived)
+            .await
+            .map_err(read_error)?
+            .into_iter()
+            .map(CustomerResource::from)
+            .collect();
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|c| c.id.to_string()))
         .flatten();
@@ -170,7 +180,7 @@ pub struct SearchParams {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResult {
-    pub items: Vec<CustomerRecord>,
+    pub items: Vec<CustomerResource>,
     pub total: u64,
 }
 
@@ -193,7 +203,7 @@ pub async fn search_customers(
             "must be at most 200 characters",
         )]));
     }
-    let (items, total) = read::search(
+    let (items, total) = read_model::search::customers(
         &app.es,
         &app.config.index_prefix,
         &tenant,
@@ -204,12 +214,13 @@ pub async fn search_customers(
     )
     .await
     .map_err(read_error)?;
+    let items = items.into_iter().map(CustomerResource::from).collect();
     Ok(axum::Json(SearchResult { items, total }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryPage {
-    pub items: Vec<HistoryItem>,
+    pub items: Vec<HistoryEntry>,
 }
 
 /// A customer's versions, oldest first, with each changed field's old and new value.
@@ -225,9 +236,13 @@ pub async fn customer_history(
 ) -> Result<axum::Json<HistoryPage>, ApiError> {
     let tenant = caller.tenant_with_role(&READERS)?.clone();
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    let items = read::history(&app.es, &app.config.index_prefix, &tenant, id)
-        .await
-        .map_err(read_error)?;
+    let items: Vec<HistoryEntry> =
+        read_model::history::of_customer(&app.es, &app.config.index_prefix, &tenant, id)
+            .await
+            .map_err(read_error)?
+            .into_iter()
+            .map(HistoryEntry::from)
+            .collect();
     if items.is_empty() {
         return Err(ApiError::NotFound);
     }
@@ -251,7 +266,7 @@ pub struct AuditParams {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
-    pub items: Vec<AuditItem>,
+    pub items: Vec<AuditEntry>,
     pub next_cursor: Option<String>,
 }
 
@@ -284,7 +299,7 @@ pub async fn audit_log(
         actor: params.actor,
         event_type: params.event_type,
     };
-    let (items, next) = read::audit(
+    let (items, next) = read_model::audit::page(
         &app.es,
         &app.config.index_prefix,
         &tenant,
@@ -295,7 +310,7 @@ pub async fn audit_log(
     .await
     .map_err(read_error)?;
     Ok(axum::Json(AuditPage {
-        items,
+        items: items.into_iter().map(AuditEntry::from).collect(),
         next_cursor: next.map(|n| n.to_string()),
     }))
 }

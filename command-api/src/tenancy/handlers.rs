@@ -1,13 +1,12 @@
-//! The tenant registry's endpoints, for platform admins. Each change appends the tenant's
-//! event and updates the `tenants` row in one transaction; the row's trigger notifies
-//! every instance.
+//! The tenant registry's endpoints, for platform admins. Each change is a command of the one
+//! pipeline in the tenant's own scope: the tenant's event and its `tenants` row in one
+//! transaction; the row's trigger notifies every instance.
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use event_store::{
-    EventMetadata, ExpectedVersion, NewEvent, StreamId, TenantId, TenantTransaction,
-};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use event_store::{ExpectedVersion, NewEvent, StreamId, TenantId, TenantTransaction};
 use schemas::{
     DomainEvent, TenantEvent, TenantName, TenantReactivated, TenantRegistered, TenantSuspended,
 };
@@ -16,13 +15,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::aggregate::TenantState;
 use super::registry::{Tenant, TenantStatus};
-use crate::app::AppState;
 use crate::auth::{Caller, password};
+use crate::commands::{self, Command, Landed};
 use crate::extract::{IdempotencyKey, ValidJson};
 use crate::idempotency::{Idempotency, Scope, StoredResponse};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::users::{self, UserInput};
+use crate::state::AppState;
+use crate::users::UserInput;
+use crate::users::handlers::RegisterUser;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -96,55 +98,98 @@ pub async fn register_tenant(
         &body.raw,
     );
     let password_hash = password::hash(admin.password.clone()).await?;
-
-    let mut tx = app.store.begin(&id).await?;
-    if let Some(replay) = idempotency.replay(tx.connection()).await? {
-        return Ok(replay.into_response());
-    }
-    let inserted = sqlx::query!(
-        r#"INSERT INTO tenants (id, name, status) VALUES ($1, $2, 'active')
-           ON CONFLICT (id) DO NOTHING
-           RETURNING created_at"#,
-        id.as_str(),
-        name.as_str()
-    )
-    .fetch_optional(tx.connection())
-    .await?;
-    let Some(created) = inserted else {
-        return Err(ApiError::Conflict(format!(
-            "a tenant `{id}` already exists"
-        )));
+    let command = RegisterTenant {
+        id: id.clone(),
+        name,
+        admin: RegisterUser::new(admin, password_hash),
+        created_at: None,
     };
-    let event = TenantEvent::from(TenantRegistered { name: name.clone() });
-    append(
-        &mut tx,
-        &id,
-        ExpectedVersion::NoStream,
-        &event,
-        caller.event_metadata(),
-    )
-    .await?;
-    users::register(&mut tx, &admin, &password_hash, caller.event_metadata()).await?;
-
-    let tenant = Tenant {
-        id: id.to_string(),
-        name: name.to_string(),
-        status: TenantStatus::Active,
-        created_at: created.created_at,
-    };
-    let response = StoredResponse::json(
-        StatusCode::CREATED,
-        vec![("location".to_owned(), format!("/v1/tenants/{id}"))],
-        &tenant,
-    );
-    idempotency.record(tx.connection(), &response).await?;
-    tx.commit().await?;
+    let response = commands::execute(&app, &caller, &id, idempotency, command).await?;
     // This instance knows at once; the others on the notification.
     app.tenants
         .reload_one(app.store.pool(), id.as_str())
         .await?;
     tracing::info!(tenant_id = %id, "tenant registered");
-    Ok(response.into_response())
+    Ok(response)
+}
+
+/// A tenant's registration: its event and registry row, and its first admin.
+#[derive(Debug)]
+struct RegisterTenant {
+    id: TenantId,
+    name: TenantName,
+    admin: RegisterUser,
+    /// The registry row's, once written.
+    created_at: Option<DateTime<Utc>>,
+}
+
+fn tenant_stream(id: &TenantId) -> StreamId {
+    StreamId::for_aggregate(TenantEvent::AGGREGATE, id).expect("tenant ids make valid stream ids")
+}
+
+impl Command for RegisterTenant {
+    type Aggregate = TenantState;
+
+    fn stream(&self) -> StreamId {
+        tenant_stream(&self.id)
+    }
+
+    fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
+        if state.is_some() {
+            return Err(already_exists(&self.id));
+        }
+        Ok(vec![
+            TenantRegistered {
+                name: self.name.clone(),
+            }
+            .into(),
+        ])
+    }
+
+    async fn record(
+        &mut self,
+        tx: &mut TenantTransaction<'_>,
+        landed: &Landed<'_, TenantState>,
+    ) -> Result<(), ApiError> {
+        let inserted = sqlx::query!(
+            r#"INSERT INTO tenants (id, name, status) VALUES ($1, $2, 'active')
+               ON CONFLICT (id) DO NOTHING
+               RETURNING created_at"#,
+            self.id.as_str(),
+            self.name.as_str()
+        )
+        .fetch_optional(tx.connection())
+        .await?;
+        let created = inserted.ok_or_else(|| already_exists(&self.id))?;
+        self.created_at = Some(created.created_at);
+        self.admin.insert_row(tx).await?;
+        let (stream, event) = self.admin.new_event();
+        tx.append_to_stream(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(&event, landed.caller.event_metadata())],
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn respond(&self, _landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
+        let tenant = Tenant {
+            id: self.id.to_string(),
+            name: self.name.to_string(),
+            status: TenantStatus::Active,
+            created_at: self.created_at.unwrap_or_else(Utc::now),
+        };
+        Ok(StoredResponse::json(
+            StatusCode::CREATED,
+            vec![("location".to_owned(), format!("/v1/tenants/{}", self.id))],
+            &tenant,
+        ))
+    }
+}
+
+fn already_exists(id: &TenantId) -> ApiError {
+    ApiError::Conflict(format!("a tenant `{id}` already exists"))
 }
 
 /// Every tenant.
@@ -227,65 +272,70 @@ async fn change_status(
     };
     let path = format!("/v1/tenants/{id}/{action}");
     let idempotency = Idempotency::new(Scope::Platform, key, &Method::POST, &path, b"");
-
-    let mut tx = app.store.begin(&id).await?;
-    if let Some(replay) = idempotency.replay(tx.connection()).await? {
-        return Ok(replay.into_response());
-    }
-    let row = sqlx::query!(
-        "SELECT name, status, created_at FROM tenants WHERE id = $1 FOR UPDATE",
-        id.as_str()
-    )
-    .fetch_optional(tx.connection())
-    .await?
-    .ok_or(ApiError::NotFound)?;
-    if row.status != wanted.as_str() {
-        sqlx::query!(
-            "UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1",
-            id.as_str(),
-            wanted.as_str()
-        )
-        .execute(tx.connection())
-        .await?;
-        let event = match wanted {
-            TenantStatus::Suspended => TenantEvent::from(TenantSuspended { reason: None }),
-            TenantStatus::Active => TenantEvent::from(TenantReactivated {}),
-        };
-        append(
-            &mut tx,
-            &id,
-            ExpectedVersion::Any,
-            &event,
-            caller.event_metadata(),
-        )
-        .await?;
-    }
-    let tenant = Tenant {
-        id: id.to_string(),
-        name: row.name,
-        status: wanted,
-        created_at: row.created_at,
+    let command = ChangeStatus {
+        id: id.clone(),
+        wanted,
+        created_at: None,
     };
-    let response = StoredResponse::json(StatusCode::OK, Vec::new(), &tenant);
-    idempotency.record(tx.connection(), &response).await?;
-    tx.commit().await?;
+    let response = commands::execute(&app, &caller, &id, idempotency, command).await?;
     app.tenants
         .reload_one(app.store.pool(), id.as_str())
         .await?;
     tracing::info!(tenant_id = %id, status = wanted.as_str(), "tenant status set");
-    Ok(response.into_response())
+    Ok(response)
 }
 
-async fn append(
-    tx: &mut TenantTransaction<'_>,
-    tenant: &TenantId,
-    expected: ExpectedVersion,
-    event: &TenantEvent,
-    metadata: EventMetadata,
-) -> Result<(), ApiError> {
-    let stream =
-        StreamId::for_aggregate(TenantEvent::AGGREGATE, tenant).map_err(ApiError::internal)?;
-    tx.append_to_stream(&stream, expected, vec![NewEvent::new(event, metadata)])
-        .await?;
-    Ok(())
+/// Suspending or reactivating: an event only when the status changes.
+#[derive(Debug)]
+struct ChangeStatus {
+    id: TenantId,
+    wanted: TenantStatus,
+    created_at: Option<DateTime<Utc>>,
+}
+
+impl Command for ChangeStatus {
+    type Aggregate = TenantState;
+
+    fn stream(&self) -> StreamId {
+        tenant_stream(&self.id)
+    }
+
+    fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
+        let tenant = state.ok_or(ApiError::NotFound)?;
+        Ok(match (tenant.status, self.wanted) {
+            (current, wanted) if current == wanted => Vec::new(),
+            (_, TenantStatus::Suspended) => vec![TenantSuspended { reason: None }.into()],
+            (_, TenantStatus::Active) => vec![TenantReactivated {}.into()],
+        })
+    }
+
+    async fn record(
+        &mut self,
+        tx: &mut TenantTransaction<'_>,
+        _landed: &Landed<'_, TenantState>,
+    ) -> Result<(), ApiError> {
+        let row = sqlx::query!(
+            "UPDATE tenants SET status = $2,
+                 updated_at = CASE WHEN status = $2 THEN updated_at ELSE now() END
+             WHERE id = $1 RETURNING created_at",
+            self.id.as_str(),
+            self.wanted.as_str()
+        )
+        .fetch_optional(tx.connection())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+        self.created_at = Some(row.created_at);
+        Ok(())
+    }
+
+    fn respond(&self, landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
+        let state = landed.state.ok_or(ApiError::NotFound)?;
+        let tenant = Tenant {
+            id: self.id.to_string(),
+            name: state.name.to_string(),
+            status: state.status,
+            created_at: self.created_at.unwrap_or_else(Utc::now),
+        };
+        Ok(StoredResponse::json(StatusCode::OK, Vec::new(), &tenant))
+    }
 }

@@ -1,5 +1,7 @@
-//! Tenants: the registry every request consults, and the platform admin's endpoints.
+//! Tenants: the aggregate, the registry every request consults, and the platform admin's
+//! endpoints.
 
+pub mod aggregate;
 pub mod handlers;
 pub mod registry;
 

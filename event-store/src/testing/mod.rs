@@ -1,5 +1,5 @@
-//! Test harness (feature `testing`): a scratch database per test, and Kafka topics of
-//! its own ([`kafka`]).
+//! Test harness (feature `testing`): a scratch database per test, and [`fixtures`]:
+//! realistic events to fill it with.
 //!
 //! Each [`ScratchDatabase`] is a fresh database in the running cluster, migrated by the
 //! owner role, reached by tests through the app role exactly as the services reach
@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::migrations::MIGRATOR;
 
-pub mod kafka;
+pub mod fixtures;
 
 /// A migrated database of its own for one test.
 #[derive(Debug)]
@@ -32,6 +32,15 @@ pub fn env_url(variable: &str) -> String {
 fn env_options(variable: &str) -> PgConnectOptions {
     PgConnectOptions::from_str(&env_url(variable))
         .unwrap_or_else(|e| panic!("{variable} is not a valid URL: {e}"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the caller to use), for
+/// processes a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 impl ScratchDatabase {

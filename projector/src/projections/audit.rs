@@ -5,11 +5,11 @@
 use schemas::{DomainEvent, EventEnvelope, EventType, TenantEvent, TenantRegistered};
 use serde_json::{Value, json};
 
-use super::{ProjectionError, Rejected, Sinks, index_with_versions};
-use crate::indices::ensure_tenant_aliases;
+use super::{Projection, ProjectionError, Rejected, Sinks, index_with_versions};
+use read_model::indices::ensure_tenant_aliases;
 
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
-    let alias = &sinks.targets.audit_index;
+    let alias = sinks.targets.of(Projection::Audit);
     let mut entries = Vec::with_capacity(batch.len());
     for (index, envelope) in batch.iter().enumerate() {
         let (action, document) = document(alias, envelope);

@@ -6,11 +6,11 @@ use schemas::EventEnvelope;
 use serde_json::json;
 use sqlx::AssertSqlSafe;
 
-use super::{ProjectionError, Rejected, Sinks, TouchedStreams, read_streams};
+use super::{Projection, ProjectionError, Rejected, Sinks, TouchedStreams, read_streams};
 use crate::views::{self, CustomerView};
 
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
-    let table = &sinks.targets.customer_table;
+    let table = sinks.targets.of(Projection::Customers);
     let mut rejected = Vec::new();
     for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
         let mut tx = sinks.store.begin(&tenant).await?;

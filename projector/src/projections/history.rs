@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 
 use schemas::EventEnvelope;
 
-use super::{ProjectionError, Rejected, Sinks, index_touched_streams};
+use super::{Projection, ProjectionError, Rejected, Sinks, index_touched_streams};
 use crate::views::{self, HistoryEntry};
 
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
-    let alias = &sinks.targets.history_index;
+    let alias = sinks.targets.of(Projection::History);
     index_touched_streams(sinks, batch, |tenant, stream, touched, events| {
         Ok(views::history(events)?
             .iter()

@@ -22,11 +22,12 @@ use rdkafka::message::OwnedMessage;
 use schemas::{CustomerEvent, DecodeError, DomainEvent, EventEnvelope, StreamId};
 use serde_json::Value;
 
-use crate::es::{Es, EsError};
-use crate::indices::IndexKind;
+use read_model::indices::IndexKind;
+use read_model::{Es, EsError};
 
-/// Which projection; names its consumer group and its metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which projection: the one registry the consumers, the CLI, replay and verification all
+/// go through. Names its consumer group, its metrics and where its documents live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Projection {
     Customers,
     Search,
@@ -53,10 +54,45 @@ impl Projection {
     /// The aggregates whose topics it reads.
     pub fn aggregates(self) -> &'static [&'static str] {
         match self {
-            Self::Audit => &event_store::relay::topics::AGGREGATES,
-            _ => &[CustomerEvent::AGGREGATE],
+            Self::Audit => &relay::topics::AGGREGATES,
+            Self::Customers | Self::Search | Self::History => &[CustomerEvent::AGGREGATE],
         }
     }
+
+    /// Where its documents live.
+    pub fn storage(self) -> Storage {
+        match self {
+            Self::Customers => Storage::Table,
+            Self::Search => Storage::Index(IndexKind::Customers),
+            Self::History => Storage::Index(IndexKind::History),
+            Self::Audit => Storage::Index(IndexKind::Audit),
+        }
+    }
+
+    /// The index it lives in (none for the PostgreSQL read model).
+    pub fn index_kind(self) -> Option<IndexKind> {
+        match self.storage() {
+            Storage::Table => None,
+            Storage::Index(kind) => Some(kind),
+        }
+    }
+
+    /// The name readers reach it by: the table, or the index alias.
+    pub fn live_target(self, index_prefix: &str) -> String {
+        match self.storage() {
+            Storage::Table => read_model::customers::TABLE.to_owned(),
+            Storage::Index(kind) => kind.alias(index_prefix),
+        }
+    }
+}
+
+/// Where a projection's documents live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// The PostgreSQL read model (`customer_views`).
+    Table,
+    /// An Elasticsearch index of this kind, behind its alias.
+    Index(IndexKind),
 }
 
 impl Projection {
@@ -163,22 +199,27 @@ impl Sinks {
 /// one of them at the index or table it is building, to catch it up before the swap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Targets {
-    pub customer_table: String,
-    pub search_index: String,
-    pub history_index: String,
-    pub audit_index: String,
+    names: BTreeMap<Projection, String>,
 }
 
 impl Targets {
-    pub const LIVE_CUSTOMER_TABLE: &str = "customer_views";
-
     pub fn live(index_prefix: &str) -> Self {
         Self {
-            customer_table: Self::LIVE_CUSTOMER_TABLE.to_owned(),
-            search_index: IndexKind::Customers.alias(index_prefix),
-            history_index: IndexKind::History.alias(index_prefix),
-            audit_index: IndexKind::Audit.alias(index_prefix),
+            names: Projection::ALL
+                .into_iter()
+                .map(|projection| (projection, projection.live_target(index_prefix)))
+                .collect(),
         }
+    }
+
+    /// The table or index `projection` writes into.
+    pub fn of(&self, projection: Projection) -> &str {
+        &self.names[&projection]
+    }
+
+    /// Points `projection` at another table or index (one a replay is building).
+    pub fn set(&mut self, projection: Projection, target: impl Into<String>) {
+        self.names.insert(projection, target.into());
     }
 }
 

@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 
 use schemas::EventEnvelope;
 
-use super::{ProjectionError, Rejected, Sinks, index_touched_streams};
-use crate::fold::search_text;
+use super::{Projection, ProjectionError, Rejected, Sinks, index_touched_streams};
 use crate::views::{self, CustomerView};
+use read_model::search_text::search_text;
 
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
-    let alias = &sinks.targets.search_index;
+    let alias = sinks.targets.of(Projection::Search);
     index_touched_streams(sinks, batch, |_, _, _, events| {
         Ok(views::fold(events)?
             .last()

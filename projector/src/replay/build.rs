@@ -10,9 +10,9 @@ use schemas::{CustomerEvent, DomainEvent, EventEnvelope, StreamId};
 use serde_json::Value;
 
 use super::writers::{BulkOutcome, BulkWriter};
-use crate::es::EsError;
 use crate::projections::{Projection, audit, history, search};
 use crate::views::{self, CustomerView};
+use read_model::es::EsError;
 
 /// The builders of one rebuild.
 #[derive(Debug)]
@@ -24,9 +24,9 @@ pub struct Builders {
     pub undecodable: BTreeMap<StreamId, String>,
     /// Events of other aggregates the audit projection cannot decode, with the reason.
     pub undecodable_events: u64,
-    pub search: Option<EsBuild>,
-    pub history: Option<EsBuild>,
-    pub audit: Option<EsBuild>,
+    /// The Elasticsearch projections being built (search, history, audit), each into its
+    /// index.
+    pub indices: BTreeMap<Projection, EsBuild>,
     /// Whether the PostgreSQL read model is rebuilt (it takes the views at the end).
     pub customers: bool,
     /// `external_gte` when rebuilding in place (same versions overwrite), else `external`.
@@ -46,22 +46,22 @@ impl Builders {
             views: HashMap::new(),
             undecodable: BTreeMap::new(),
             undecodable_events: 0,
-            search: None,
-            history: None,
-            audit: None,
+            indices: BTreeMap::new(),
             customers: false,
             version_type: if in_place { "external_gte" } else { "external" },
         }
     }
 
     fn folds_customers(&self) -> bool {
-        self.customers || self.search.is_some() || self.history.is_some()
+        self.customers
+            || self.indices.contains_key(&Projection::Search)
+            || self.indices.contains_key(&Projection::History)
     }
 
     /// Feeds events, in log order (each stream's in version order).
     pub async fn feed(&mut self, events: &[EventEnvelope]) -> Result<(), EsError> {
         for envelope in events {
-            if let Some(audit_build) = &mut self.audit {
+            if let Some(audit_build) = self.indices.get_mut(&Projection::Audit) {
                 if Projection::Audit.check(envelope).is_ok() {
                     let (mut action, document) = audit::document(&audit_build.index, envelope);
                     action["index"]["version_type"] = Value::from(self.version_type);
@@ -100,7 +100,7 @@ impl Builders {
                 return Ok(());
             }
         };
-        if let Some(history_build) = &mut self.history {
+        if let Some(history_build) = self.indices.get_mut(&Projection::History) {
             let entry = views::history_entry(previous, &next, envelope);
             let (mut action, document) = history::document(
                 &history_build.index,
@@ -118,7 +118,7 @@ impl Builders {
     /// After the last event: writes the search documents and waits for every write.
     /// Returns the outcome per Elasticsearch projection.
     pub async fn finish(&mut self) -> Result<Vec<(Projection, BulkOutcome)>, EsError> {
-        if let Some(search_build) = &mut self.search {
+        if let Some(search_build) = self.indices.get_mut(&Projection::Search) {
             for view in self.views.values() {
                 let mut action = search::action(&search_build.index, view);
                 action["index"]["version_type"] = Value::from(self.version_type);
@@ -129,14 +129,8 @@ impl Builders {
             }
         }
         let mut outcomes = Vec::new();
-        for (projection, build) in [
-            (Projection::Search, &mut self.search),
-            (Projection::History, &mut self.history),
-            (Projection::Audit, &mut self.audit),
-        ] {
-            if let Some(build) = build {
-                outcomes.push((projection, build.writer.finish().await?));
-            }
+        for (projection, build) in &mut self.indices {
+            outcomes.push((*projection, build.writer.finish().await?));
         }
         Ok(outcomes)
     }
@@ -155,7 +149,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::es::Es;
+    use read_model::es::Es;
 
     fn envelope(
         stream: &StreamId,
@@ -199,12 +193,12 @@ mod tests {
         )
     }
 
-    /// A dry run's builders: documents are counted, nothing is sent.
-    fn counting(es: &Es) -> Option<EsBuild> {
-        Some(EsBuild {
+    /// A dry run's builder: documents are counted, nothing is sent.
+    fn counting(es: &Es) -> EsBuild {
+        EsBuild {
             index: "unused".to_owned(),
             writer: BulkWriter::new(es.clone(), 2, false, false),
-        })
+        }
     }
 
     #[tokio::test]
@@ -212,9 +206,9 @@ mod tests {
         let es = Es::new("http://127.0.0.1:1").unwrap();
         let mut builders = Builders::new(false);
         builders.customers = true;
-        builders.search = counting(&es);
-        builders.history = counting(&es);
-        builders.audit = counting(&es);
+        for projection in [Projection::Search, Projection::History, Projection::Audit] {
+            builders.indices.insert(projection, counting(&es));
+        }
 
         let (v1, v2, poisoned) = (
             StreamId::for_aggregate("customer", Uuid::now_v7()).unwrap(),

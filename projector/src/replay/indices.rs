@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use super::generation::{GenerationMeta, Retired, beyond_keep};
-use crate::es::{Es, EsError};
-use crate::indices::{IndexKind, indices_behind};
+use read_model::indices::{IndexKind, indices_behind};
+use read_model::{Es, EsError};
 
 /// Creates the index a rebuild writes into.
 pub async fn create_build_index(

@@ -7,10 +7,9 @@
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
 use super::generation::{GenerationMeta, Retired, beyond_keep};
-use crate::projections::Targets;
 use crate::projections::customers::is_plain_identifier;
 
-const LIVE: &str = Targets::LIVE_CUSTOMER_TABLE;
+const LIVE: &str = read_model::customers::TABLE;
 
 pub fn table_of(generation: &str) -> String {
     format!("{LIVE}_{generation}")

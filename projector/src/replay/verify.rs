@@ -18,9 +18,9 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
 
-use crate::es::{Es, EsError};
-use crate::indices::IndexKind;
-use crate::projections::{Projection, ProjectionError, Targets};
+use crate::projections::{Projection, ProjectionError};
+use read_model::indices::IndexKind;
+use read_model::{Es, EsError};
 
 /// A count and a checksum of (stream, version) pairs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -83,6 +83,44 @@ pub struct Verification {
     pub tenants: Vec<TenantCheck>,
 }
 
+impl std::fmt::Display for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenants = self.tenants.len();
+        let mismatches: Vec<&TenantCheck> = self.mismatches().collect();
+        if mismatches.is_empty() {
+            let (count, in_flight) = self
+                .tenants
+                .iter()
+                .fold((0, 0), |(c, f), t| (c + t.store.count, f + t.in_flight));
+            return writeln!(
+                f,
+                "  verified             {}: {tenants} tenant(s) match the store ({count} (stream, version) pairs, count and checksum; {in_flight} changed meanwhile)",
+                self.projection
+            );
+        }
+        writeln!(
+            f,
+            "  MISMATCH             {}: {} of {tenants} tenant(s) differ from the store",
+            self.projection,
+            mismatches.len()
+        )?;
+        for check in mismatches {
+            writeln!(
+                f,
+                "    {}: store {} / {:016x}, projection {} / {:016x}; missing [{}]; extra [{}]",
+                check.tenant,
+                check.store.count,
+                check.store.checksum,
+                check.projection.count,
+                check.projection.checksum,
+                check.missing.join(", "),
+                check.extra.join(", "),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Verification {
     pub fn passed(&self) -> bool {
         self.tenants.iter().all(TenantCheck::matches)
@@ -131,7 +169,7 @@ impl Verifier {
             if attempt > 1 {
                 tokio::time::sleep(self.pause).await;
             }
-            if let Some(kind) = index_kind(projection) {
+            if let Some(kind) = projection.index_kind() {
                 self.es.refresh(&kind.alias(&self.index_prefix)).await.ok();
             }
             let mut still = Vec::new();
@@ -254,7 +292,7 @@ impl Verifier {
                 let mut tx = self.store.begin(tenant).await?;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT customer_id, version, global_position FROM {}",
-                    Targets::LIVE_CUSTOMER_TABLE
+                    read_model::customers::TABLE
                 )))
                 .fetch_all(tx.connection())
                 .await?;
@@ -337,7 +375,7 @@ impl Verifier {
         &self,
         projection: Projection,
     ) -> Result<Vec<TenantId>, ProjectionError> {
-        let Some(kind) = index_kind(projection) else {
+        let Some(kind) = projection.index_kind() else {
             return Ok(Vec::new());
         };
         let (status, answer) = self
@@ -365,16 +403,6 @@ impl Verifier {
                     .collect()
             })
             .unwrap_or_default())
-    }
-}
-
-/// The index a projection lives in (none for the PostgreSQL read model).
-pub fn index_kind(projection: Projection) -> Option<IndexKind> {
-    match projection {
-        Projection::Customers => None,
-        Projection::Search => Some(IndexKind::Customers),
-        Projection::History => Some(IndexKind::History),
-        Projection::Audit => Some(IndexKind::Audit),
     }
 }
 

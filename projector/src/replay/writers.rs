@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tokio::task::JoinHandle;
 
-use crate::es::{Es, EsError};
 use crate::projections::customers::is_plain_identifier;
 use crate::views::CustomerView;
+use read_model::{Es, EsError};
 
 /// Bulk-indexes documents, a batch at a time, keeping one request in flight.
 #[derive(Debug)]

@@ -102,10 +102,10 @@ pub async fn view_at(
     tenant_id: &str,
     id: Uuid,
     version: u64,
-) -> Option<projector::read::CustomerRecord> {
+) -> Option<read_model::customers::CustomerRecord> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let view = projector::read::customer(store, &tenant(tenant_id), id)
+        let view = read_model::customers::find(store, &tenant(tenant_id), id)
             .await
             .unwrap();
         if view.as_ref().is_some_and(|v| v.version >= version)

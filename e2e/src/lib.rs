@@ -1,0 +1,39 @@
+//! Chronicle end to end: the command API with the relay and the projector running behind
+//! it, each on the test's own scratch database, Kafka topic prefix and index prefix.
+//!
+//! # Layout
+//! - [`System`]: the whole pipeline for one test or benchmark.
+//! - `tests/`: the read endpoints through the pipeline; `benches/`: freshness and
+//!   projection throughput.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use command_api::testing::TestApp;
+use event_store::testing::ScratchDatabase;
+use projector::testing::Pipeline;
+
+/// The API, the relay and every projection, wired to one scratch database.
+#[derive(Debug)]
+pub struct System {
+    /// Stopped first when dropped, before the API drops the database it reads.
+    pub pipeline: Pipeline,
+    pub app: TestApp,
+}
+
+impl System {
+    pub async fn start() -> Self {
+        let db = Arc::new(ScratchDatabase::create().await);
+        let pipeline = Pipeline::start(&db.app_url()).await;
+        let prefix = pipeline.index_prefix().to_owned();
+        let app = TestApp::spawn_on(db, |config| config.index_prefix = prefix).await;
+        Self { pipeline, app }
+    }
+}
+
+impl Deref for System {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}

@@ -1,0 +1,102 @@
+//! What a replay talks to ([`Context`]: the store, Elasticsearch, the owner role when it
+//! builds tables) and the lock that keeps two replays of one projection apart.
+
+use std::time::Duration;
+
+use event_store::EventStore;
+use read_model::Es;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use super::ReplayError;
+use super::verify::Verifier;
+use crate::config::ProjectorConfig;
+use crate::projections::{Projection, Sinks};
+
+/// Everything a replay talks to.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: ProjectorConfig,
+    pub store: EventStore,
+    pub es: Es,
+    owner: Option<PgPool>,
+}
+
+impl Context {
+    pub async fn connect(config: &ProjectorConfig, owner: bool) -> Result<Self, ReplayError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(config.database_url.expose())
+            .await?;
+        let owner = if owner {
+            Some(
+                PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(config.database_admin_url.expose())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            config: config.clone(),
+            store: EventStore::new(pool),
+            es: Es::new(&config.elasticsearch_url)?,
+            owner,
+        })
+    }
+
+    pub fn owner(&self) -> &PgPool {
+        self.owner
+            .as_ref()
+            .expect("connected as the owner for the read model")
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.config.index_prefix
+    }
+
+    pub fn live_sinks(&self) -> Sinks {
+        Sinks::live(self.store.clone(), self.es.clone(), self.prefix())
+    }
+
+    pub fn verifier(&self) -> Verifier {
+        Verifier {
+            store: self.store.clone(),
+            es: self.es.clone(),
+            index_prefix: self.prefix().to_owned(),
+            attempts: self.config.verify_attempts,
+            pause: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One replay (or rollback) per projection at a time: session advisory locks held on a
+/// connection of its own, released when it closes (also when the process dies).
+#[derive(Debug)]
+pub struct ReplayLock {
+    _connection: PgConnection,
+}
+
+impl ReplayLock {
+    pub async fn take(
+        config: &ProjectorConfig,
+        projections: &[Projection],
+    ) -> Result<Self, ReplayError> {
+        let mut connection = PgConnection::connect(config.database_url.expose()).await?;
+        for projection in projections {
+            let taken: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtext('chronicle.replay.' || $1))",
+            )
+            .bind(projection.name())
+            .fetch_one(&mut connection)
+            .await?;
+            if !taken {
+                return Err(ReplayError::Busy(projection.name()));
+            }
+        }
+        Ok(Self {
+            _connection: connection,
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! `./dev bench relay`: events per second the relay publishes, against a plain rdkafka
+//! producer sending the same records to the same broker with the same settings, in the
+//! same run. Machines are shared and absolute numbers drift, so the ratio is the figure.
+//!
+//! `CHRONICLE_BENCH_EVENTS` (default 50000) events are written to a scratch database
+//! first; neither side's timing includes that, nor topic creation.
+
+#![allow(clippy::print_stdout)] // a benchmark's report is its output
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use event_store::testing::ScratchDatabase;
+use event_store::{
+    EventMetadata, EventStore, ExpectedVersion, GlobalLogEvent, LogPosition, NewEvent, StreamId,
+    TenantId,
+};
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use relay::cloudevents::KafkaRecord;
+use relay::publisher::producer_config;
+use relay::testing::TestTopics;
+use relay::topics::{AGGREGATES, create_topics};
+use relay::{Relay, RelayConfig, checkpoint};
+use schemas::{CustomerEvent, CustomerName, CustomerUpdated};
+use service::Secret;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const PARTITIONS: i32 = 12;
+const STREAMS: usize = 500;
+
+#[tokio::main]
+async fn main() {
+    let events: usize = std::env::var("CHRONICLE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let db = ScratchDatabase::create().await;
+    let store = EventStore::new(db.app_pool(4).await);
+    println!(
+        "relay benchmark: {events} events over {STREAMS} streams, {PARTITIONS} partitions per topic"
+    );
+
+    write_events(&store, events).await;
+    let log = read_whole_log(&store, events).await;
+    let last = log.last().expect("events were written").position;
+
+    let relay_topics = TestTopics::new();
+    let baseline_topics = TestTopics::new();
+    for topics in [&relay_topics, &baseline_topics] {
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &topics.brokers)
+            .create()
+            .unwrap();
+        let names: Vec<String> = AGGREGATES.iter().map(|a| topics.topic(a)).collect();
+        create_topics(&admin, &names, PARTITIONS, 1).await.unwrap();
+    }
+
+    let relay_seconds = run_relay(&db, &store, &relay_topics, last).await;
+    let baseline_seconds = run_plain_producer(&baseline_topics, &log).await;
+
+    let relay_rate = events as f64 / relay_seconds;
+    let baseline_rate = events as f64 / baseline_seconds;
+    println!();
+    println!("{:<48} {:>12} {:>10}", "path", "events/s", "seconds");
+    println!(
+        "{:<48} {:>12.0} {:>10.2}",
+        "plain rdkafka producer (baseline)", baseline_rate, baseline_seconds
+    );
+    println!(
+        "{:<48} {:>12.0} {:>10.2}",
+        "chronicle relay (store -> kafka, checkpointed)", relay_rate, relay_seconds
+    );
+    println!("relay / baseline = {:.2}", relay_rate / baseline_rate);
+}
+
+async fn write_events(store: &EventStore, events: usize) {
+    let tenant = TenantId::parse("bench").unwrap();
+    let streams: Vec<StreamId> = (0..STREAMS)
+        .map(|_| StreamId::for_aggregate("customer", Uuid::now_v7()).unwrap())
+        .collect();
+    let started = Instant::now();
+    let mut written = 0;
+    while written < events {
+        let size = (events - written).min(100);
+        let stream = &streams[(written / 100) % STREAMS];
+        let batch: Vec<NewEvent> = (0..size)
+            .map(|i| {
+                let update = CustomerUpdated {
+                    name: Some(CustomerName::parse(&format!("Customer {i}")).unwrap()),
+                    ..Default::default()
+                };
+                NewEvent::new(&CustomerEvent::from(update), metadata())
+            })
+            .collect();
+        store
+            .append_to_stream(&tenant, stream, ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
+        written += size;
+    }
+    println!(
+        "wrote {events} events to the store in {:.1}s (not part of either figure)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn metadata() -> EventMetadata {
+    EventMetadata {
+        actor_id: Uuid::now_v7(),
+        actor_name: "Bench".to_owned(),
+        request_id: Uuid::now_v7().to_string(),
+        correlation_id: Uuid::now_v7().to_string(),
+        causation_id: Uuid::now_v7().to_string(),
+    }
+}
+
+async fn read_whole_log(store: &EventStore, events: usize) -> Vec<GlobalLogEvent> {
+    let mut log = Vec::with_capacity(events);
+    let mut after = LogPosition::START;
+    while log.len() < events {
+        let page = store.read_global_log(after, 5_000).await.unwrap();
+        match page.last() {
+            Some(last) => after = last.position,
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+        log.extend(page);
+    }
+    log
+}
+
+/// Seconds from the relay's start until its checkpoint reaches the last event.
+async fn run_relay(
+    db: &ScratchDatabase,
+    store: &EventStore,
+    topics: &TestTopics,
+    last: LogPosition,
+) -> f64 {
+    let config = RelayConfig {
+        database_url: Secret::new(db.app_url()),
+        kafka_brokers: topics.brokers.clone(),
+        topic_prefix: topics.prefix.clone(),
+        metrics_addr: "127.0.0.1:0".to_owned(),
+        topic_partitions: PARTITIONS,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::build(config).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    while checkpoint::load(store.pool(), "relay").await.unwrap() < last {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    seconds
+}
+
+/// Seconds for a plain producer with the relay's settings to have every record acknowledged.
+async fn run_plain_producer(topics: &TestTopics, log: &[GlobalLogEvent]) -> f64 {
+    let records: Vec<KafkaRecord> = log
+        .iter()
+        .map(|e| KafkaRecord::for_event(&topics.prefix, &e.event))
+        .collect();
+    let defaults = RelayConfig::default();
+    let producer: FutureProducer = producer_config(
+        &topics.brokers,
+        defaults.delivery_timeout_ms,
+        defaults.linger_ms,
+    )
+    .create()
+    .unwrap();
+    let started = Instant::now();
+    let mut in_flight = VecDeque::with_capacity(records.len());
+    for record in &records {
+        loop {
+            let headers =
+                record
+                    .headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                        headers.insert(Header {
+                            key,
+                            value: Some(value.as_bytes()),
+                        })
+                    });
+            let future_record = FutureRecord::to(&record.topic)
+                .key(&record.key)
+                .payload(&record.value)
+                .headers(headers);
+            match producer.send_result(future_record) {
+                Ok(delivery) => {
+                    in_flight.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    match in_flight.pop_front() {
+                        Some(oldest) => drop(oldest.await.unwrap().unwrap()),
+                        None => tokio::time::sleep(Duration::from_millis(1)).await,
+                    }
+                }
+                Err((error, _)) => panic!("the baseline producer failed: {error}"),
+            }
+        }
+    }
+    for delivery in in_flight {
+        delivery.await.unwrap().unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}

@@ -1,0 +1,86 @@
+//! The relay's configuration: defaults, overridden by environment variables.
+//!
+//! | variable | default |
+//! |---|---|
+//! | `DATABASE_URL` | `postgres://chronicle_app:chronicle_app@127.0.0.1:5432/chronicle` |
+//! | `KAFKA_BROKERS` | `127.0.0.1:9092` |
+//! | `CHRONICLE_TOPIC_PREFIX` | `chronicle` (topics are `<prefix>.<aggregate>.events`) |
+//! | `CHRONICLE_RELAY_METRICS_ADDR` | `127.0.0.1:9464` |
+//! | `CHRONICLE_RELAY_NAME` | `relay` (names the checkpoint and the lock) |
+//! | `CHRONICLE_RELAY_TOPIC_PARTITIONS` | `12` |
+//! | `CHRONICLE_RELAY_REPLICATION_FACTOR` | `1` |
+//! | `CHRONICLE_RELAY_BATCH_SIZE` | `1000` events per read and publish |
+//! | `CHRONICLE_RELAY_IDLE_POLL_MS` | `250`: re-read this often when no append was notified |
+//! | `CHRONICLE_RELAY_DELIVERY_TIMEOUT_MS` | `120000`: give up on a record after this, and retry the batch |
+//! | `CHRONICLE_RELAY_LINGER_MS` | `5`: how long the producer waits to fill a batch |
+
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use serde::{Deserialize, Serialize};
+use service::Secret;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayConfig {
+    /// The app role's URL: the relay reads the global log through its one cross-tenant
+    /// function and needs no more privilege than the services.
+    pub database_url: Secret,
+    pub kafka_brokers: String,
+    pub topic_prefix: String,
+    pub metrics_addr: String,
+    pub relay_name: String,
+    pub topic_partitions: i32,
+    pub replication_factor: i32,
+    pub batch_size: u32,
+    pub idle_poll_ms: u64,
+    pub delivery_timeout_ms: u64,
+    pub linger_ms: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            database_url: Secret::new(
+                "postgres://chronicle_app:chronicle_app@127.0.0.1:5432/chronicle",
+            ),
+            kafka_brokers: "127.0.0.1:9092".to_owned(),
+            topic_prefix: "chronicle".to_owned(),
+            metrics_addr: "127.0.0.1:9464".to_owned(),
+            relay_name: "relay".to_owned(),
+            topic_partitions: 12,
+            replication_factor: 1,
+            batch_size: 1000,
+            idle_poll_ms: 250,
+            delivery_timeout_ms: 120_000,
+            linger_ms: 5,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Defaults, then the environment.
+    pub fn from_env() -> Result<Self, Box<figment::Error>> {
+        Figment::from(Serialized::defaults(Self::default()))
+            .merge(Env::raw().only(&["DATABASE_URL", "KAFKA_BROKERS"]))
+            .merge(
+                Env::raw()
+                    .only(&["CHRONICLE_TOPIC_PREFIX"])
+                    .map(|_| "topic_prefix".into()),
+            )
+            // CHRONICLE_RELAY_NAME -> relay_name; the rest map by name.
+            .merge(Env::prefixed("CHRONICLE_RELAY_").map(|key| {
+                if key == "name" {
+                    "relay_name".into()
+                } else {
+                    key.into()
+                }
+            }))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn idle_poll(&self) -> Duration {
+        Duration::from_millis(self.idle_poll_ms)
+    }
+}

@@ -1,0 +1,255 @@
+//! The relay under failure: killed mid-batch, Kafka gone for 30 seconds, two instances.
+//! Nothing may be missing afterwards; redeliveries are allowed, counted and reported.
+
+// These tests report what they observed (redeliveries, takeover time) on stdout.
+#![allow(clippy::print_stdout)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use event_store::testing::ScratchDatabase;
+use event_store::testing::fixtures::{append_many, customer_stream, registered, tenant};
+use event_store::{EventStore, ExpectedVersion};
+use relay::testing::{DedicatedKafka, TestTopics};
+use relay::{Relay, RelayConfig};
+use service::Secret;
+use support::{RelayProcess, assert_complete_and_ordered, http_get, metric};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+async fn consume_all(
+    topics: &TestTopics,
+    expected: &HashSet<Uuid>,
+    timeout: Duration,
+) -> Vec<relay::testing::ConsumedRecord> {
+    let expected = expected.clone();
+    topics
+        .consume_until(&["customer"], timeout, move |records| {
+            let seen: HashSet<Uuid> = records.iter().map(|r| r.event.event_id).collect();
+            expected.is_subset(&seen)
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_batch_and_restarted_loses_nothing() {
+    const BATCH: u32 = 500;
+    let db = ScratchDatabase::create().await;
+    let topics = TestTopics::new();
+    let store = EventStore::new(db.app_pool(2).await);
+    let ids: HashSet<Uuid> = append_many(&store, &tenant("acme"), 50, 20_000)
+        .await
+        .into_iter()
+        .collect();
+
+    let mut relay = RelayProcess::spawn(&db.app_url(), &topics.brokers, &topics.prefix, BATCH);
+    let partial = topics
+        .consume_until(&["customer"], Duration::from_secs(60), |r| r.len() >= 3_000)
+        .await;
+    relay.kill();
+    assert!(
+        partial.len() >= 3_000,
+        "the relay published too little before the kill:\n{}",
+        relay.log_tail()
+    );
+    let published_before_kill: HashSet<Uuid> = partial.iter().map(|r| r.event.event_id).collect();
+    println!(
+        "killed the relay (SIGKILL) once at least {} of {} events had reached Kafka",
+        published_before_kill.len(),
+        ids.len()
+    );
+
+    let restarted = RelayProcess::spawn(&db.app_url(), &topics.brokers, &topics.prefix, BATCH);
+    let records = consume_all(&topics, &ids, Duration::from_secs(120)).await;
+    let duplicates = assert_complete_and_ordered(&records, &ids);
+    println!(
+        "after the restart: all {} events in Kafka, {duplicates} redelivered",
+        ids.len()
+    );
+    // The restart resumed from the checkpoint: at most the batches in flight at the
+    // kill went out twice, not everything from the start.
+    assert!(
+        duplicates <= 2 * BATCH as usize,
+        "{duplicates} redeliveries: the checkpoint was not used\n{}",
+        restarted.log_tail()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
+    let mut broker = tokio::task::spawn_blocking(DedicatedKafka::start)
+        .await
+        .unwrap();
+    let db = ScratchDatabase::create().await;
+    let topics = TestTopics::on(broker.bootstrap());
+    let store = EventStore::new(db.app_pool(4).await);
+    let config = RelayConfig {
+        database_url: Secret::new(db.app_url()),
+        kafka_brokers: broker.bootstrap(),
+        topic_prefix: topics.prefix.clone(),
+        metrics_addr: "127.0.0.1:0".to_owned(),
+        topic_partitions: 3,
+        // Short, so the outage surfaces as failed batches the relay must retry.
+        delivery_timeout_ms: 5_000,
+        ..RelayConfig::default()
+    };
+    let relay = Relay::build(config).await.unwrap();
+    let metrics_addr = relay.metrics_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+
+    // Commands keep coming the whole time: one append every 50 ms for ~40 s.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let acme = tenant("acme");
+            let started = Instant::now();
+            let mut ids = Vec::new();
+            while started.elapsed() < Duration::from_secs(40) {
+                let event = registered("Written during the outage");
+                ids.push(event.event_id);
+                store
+                    .append_to_stream(
+                        &acme,
+                        &customer_stream(),
+                        ExpectedVersion::NoStream,
+                        vec![event],
+                    )
+                    .await
+                    .expect("appends succeed while Kafka is down");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            ids
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    broker = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        broker
+    })
+    .await
+    .unwrap();
+    let stopped_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (_, body) = http_get(&metrics_addr, "/metrics").await.unwrap();
+    let lag_during_outage = metric(&body, "chronicle_relay_lag_events").unwrap_or(0.0);
+    broker = tokio::task::spawn_blocking(move || {
+        broker.resume();
+        broker
+    })
+    .await
+    .unwrap();
+    println!(
+        "kafka was down for {:.1}s; lag at the end of the outage: {lag_during_outage} events",
+        stopped_at.elapsed().as_secs_f64()
+    );
+
+    let ids: HashSet<Uuid> = writer.await.unwrap().into_iter().collect();
+    let records = consume_all(&topics, &ids, Duration::from_secs(120)).await;
+    let duplicates = assert_complete_and_ordered(&records, &ids);
+    let (_, body) = http_get(&metrics_addr, "/metrics").await.unwrap();
+    let failures = metric(&body, "chronicle_relay_publish_failures_total").unwrap_or(0.0);
+    println!(
+        "all {} events in Kafka after the outage; {duplicates} redelivered; {failures} failed batches retried",
+        ids.len()
+    );
+    assert!(
+        lag_during_outage > 0.0,
+        "the outage did not hold anything back: the test proved nothing"
+    );
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    drop(topics);
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_relay_publishes_and_a_standby_takes_over_when_it_dies() {
+    let db = ScratchDatabase::create().await;
+    let topics = TestTopics::new();
+    let store = EventStore::new(db.app_pool(2).await);
+    let relays = [
+        RelayProcess::spawn(&db.app_url(), &topics.brokers, &topics.prefix, 100),
+        RelayProcess::spawn(&db.app_url(), &topics.brokers, &topics.prefix, 100),
+    ];
+
+    let roles = wait_for_roles(&relays, Duration::from_secs(30)).await;
+    let active = roles
+        .iter()
+        .position(|r| r == "active")
+        .expect("one relay is active");
+    let standby = 1 - active;
+    assert_eq!(
+        roles[standby], "standby",
+        "both relays claim to publish: {roles:?}"
+    );
+
+    let first: HashSet<Uuid> = append_many(&store, &tenant("acme"), 10, 300)
+        .await
+        .into_iter()
+        .collect();
+    let records = consume_all(&topics, &first, Duration::from_secs(60)).await;
+    assert_complete_and_ordered(&records, &first);
+    assert_eq!(
+        relays[standby].published().await,
+        Some(0.0),
+        "the standby published"
+    );
+    assert!(relays[active].published().await.unwrap_or(0.0) >= 300.0);
+
+    let [mut a, mut b] = relays;
+    let (dying, survivor) = if active == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    dying.kill();
+    let killed_at = Instant::now();
+    while survivor.role().await.as_deref() != Some("active") {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "the standby did not take over:\n{}",
+            survivor.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "the standby took over {:.1}s after the active relay was killed",
+        killed_at.elapsed().as_secs_f64()
+    );
+
+    let second: HashSet<Uuid> = append_many(&store, &tenant("acme"), 10, 300)
+        .await
+        .into_iter()
+        .collect();
+    let all: HashSet<Uuid> = first.union(&second).copied().collect();
+    let records = consume_all(&topics, &all, Duration::from_secs(60)).await;
+    let duplicates = assert_complete_and_ordered(&records, &all);
+    println!(
+        "all {} events in Kafka across the takeover, {duplicates} redelivered",
+        all.len()
+    );
+}
+
+async fn wait_for_roles(relays: &[RelayProcess; 2], timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let roles = [relays[0].role().await, relays[1].role().await];
+        if let [Some(a), Some(b)] = &roles
+            && (a == "active" || b == "active")
+        {
+            return vec![a.clone(), b.clone()];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relays did not come up: {roles:?}\n{}\n{}",
+            relays[0].log_tail(),
+            relays[1].log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
