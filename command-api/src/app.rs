@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::middleware;
 use axum::response::IntoResponse;
+use axum::{BoxError, Router};
 use event_store::EventStore;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
@@ -30,7 +32,8 @@ use crate::problem::ApiError;
 use crate::state::{AppInner, AppState};
 use crate::telemetry::HttpMetrics;
 use crate::tenancy::TenantRegistry;
-use crate::{customers, ops, sync, tenancy, users};
+use crate::version_waits::VersionWaits;
+use crate::{customers, ops, request_ids, sync, tenancy, users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -55,9 +58,11 @@ pub struct Application {
 impl Application {
     pub async fn build(config: ApiConfig) -> Result<Self, StartupError> {
         let keys = KeySet::from_config(&config)?;
+        // A request waits at most the acquire budget for a connection; beyond it the pool is
+        // saturated and the client is told to retry (503), never left hanging or given a 500.
         let pool = PgPoolOptions::new()
-            .max_connections(20)
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(config.db_pool_size.max(2))
+            .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
             .connect(config.database_url.expose())
             .await?;
         if let Some(admin) = &config.bootstrap_admin {
@@ -83,6 +88,10 @@ impl Application {
             http_metrics: Arc::new(HttpMetrics::default()),
             dummy_password_hash,
             ready: AtomicBool::new(false),
+            version_waits: VersionWaits::new(
+                config.min_version_waits_per_tenant,
+                config.min_version_waits_total,
+            ),
             config,
         });
         state.tenants.reload(&pool).await?;
@@ -112,6 +121,7 @@ impl Application {
 
 /// Every route, with the OpenAPI description generated from the handlers.
 pub fn router(state: AppState) -> Router {
+    let max_in_flight = state.config.http_max_in_flight.max(1);
     let (router, api) = OpenApiRouter::with_openapi(ops::ApiDoc::openapi())
         .merge(login::router())
         .merge(tenancy::handlers::router())
@@ -133,11 +143,23 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| std::future::ready(ApiError::MethodNotAllowed))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(request_ids::check))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::Internal("handler panicked".to_owned()).into_response()
-                })),
+                }))
+                // Beyond the configured number of requests in flight the server is saturated:
+                // refuse at once with a 503 and Retry-After rather than queue without bound.
+                // One semaphore for the whole server (a router layers each route apart).
+                .layer(HandleErrorLayer::new(|_: BoxError| {
+                    std::future::ready(ApiError::Unavailable {
+                        what: "the server is at capacity",
+                        retry_after_secs: 1,
+                    })
+                }))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(max_in_flight)),
         )
         .with_state(state)
 }

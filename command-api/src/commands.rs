@@ -74,6 +74,11 @@ pub struct Landed<'a, A: Aggregate> {
 pub trait Command: Send {
     type Aggregate: Aggregate;
 
+    /// Whether [`Command::record`] writes rows beside the events. A command that does not,
+    /// on a new stream and without an `Idempotency-Key`, is its append alone: one round
+    /// trip, no transaction to open and commit around it.
+    const KEEPS_ROWS: bool = false;
+
     /// The stream written.
     fn stream(&self) -> StreamId;
 
@@ -112,6 +117,10 @@ pub async fn execute<C: Command>(
     if let Scope::Tenant(writer) = idempotency.scope() {
         app.limits.write(writer.as_str())?;
     }
+    if !idempotency.has_key() && command.precondition() == Precondition::NewStream && !C::KEEPS_ROWS
+    {
+        return append_alone(app, caller, tenant, command).await;
+    }
     let mut tx = app.store.begin(tenant).await?;
     if let Some(replay) = idempotency.replay(tx.connection()).await? {
         return Ok(replay.into_response());
@@ -137,7 +146,18 @@ pub async fn execute<C: Command>(
     }
 
     let events = command.decide(state.as_ref())?;
-    let version = append(&mut tx, &stream, version, precondition, &events, caller).await?;
+    let version = if events.is_empty() {
+        version
+    } else {
+        let appended = tx
+            .append_to_stream(
+                &stream,
+                ExpectedVersion::Exact(version),
+                new_events(&events, caller),
+            )
+            .await;
+        landed_version(appended, precondition)?
+    };
     let state = events.iter().fold(state, C::Aggregate::apply);
     let landed = Landed {
         version,
@@ -152,27 +172,52 @@ pub async fn execute<C: Command>(
     Ok(response.into_response())
 }
 
-/// Appends `events` at exactly `version`; returns the new version (`version` itself when
-/// there is nothing to append).
-async fn append<E: DomainEvent>(
-    tx: &mut TenantTransaction<'_>,
-    stream: &StreamId,
-    version: u64,
-    precondition: Precondition,
-    events: &[E],
+/// A command on a new stream that keeps no rows and has no key to record: the append is
+/// the whole write, a transaction of its own.
+async fn append_alone<C: Command>(
+    app: &AppState,
     caller: &Caller,
-) -> Result<u64, ApiError> {
-    if events.is_empty() {
-        return Ok(version);
-    }
-    let new_events = events
+    tenant: &TenantId,
+    mut command: C,
+) -> Result<Response, ApiError> {
+    let events = command.decide(None)?;
+    let version = if events.is_empty() {
+        0
+    } else {
+        let appended = app
+            .store
+            .append_to_stream(
+                tenant,
+                &command.stream(),
+                ExpectedVersion::NoStream,
+                new_events(&events, caller),
+            )
+            .await;
+        landed_version(appended, Precondition::NewStream)?
+    };
+    let state = events.iter().fold(None, C::Aggregate::apply);
+    let landed = Landed {
+        version,
+        events: &events,
+        state: state.as_ref(),
+        caller,
+    };
+    Ok(command.respond(&landed)?.into_response())
+}
+
+fn new_events<E: DomainEvent>(events: &[E], caller: &Caller) -> Vec<NewEvent> {
+    events
         .iter()
         .map(|event| NewEvent::new(event, caller.event_metadata()))
-        .collect();
-    match tx
-        .append_to_stream(stream, ExpectedVersion::Exact(version), new_events)
-        .await
-    {
+        .collect()
+}
+
+/// The stream's version after an append, or why there is none.
+fn landed_version(
+    appended: Result<event_store::AppendResult, EventStoreError>,
+    precondition: Precondition,
+) -> Result<u64, ApiError> {
+    match appended {
         Ok(appended) => Ok(appended.next_expected_version),
         // Another request changed the stream since it was read here: the client's version
         // is stale (412), or, for a command that named no version, the other one won (409).

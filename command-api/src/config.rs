@@ -15,6 +15,10 @@
 //! | `CHRONICLE_TENANT_WRITES_PER_SECOND`, `CHRONICLE_TENANT_WRITE_BURST` | `50`, `100` writes per tenant |
 //! | `ELASTICSEARCH_URL` | `http://127.0.0.1:9200`: search, history and audit reads |
 //! | `CHRONICLE_INDEX_PREFIX` | `chronicle`: the aliases `<prefix>-customers`, `-history`, `-audit` |
+//! | `CHRONICLE_DB_POOL_SIZE` | `32` connections to PostgreSQL |
+//! | `CHRONICLE_DB_ACQUIRE_TIMEOUT_MS` | `2000`: how long a request waits for a connection before it is answered 503 with `Retry-After` |
+//! | `CHRONICLE_HTTP_MAX_IN_FLIGHT` | `512` requests at once; more are answered 503 with `Retry-After` at once |
+//! | `CHRONICLE_MIN_VERSION_WAITS_PER_TENANT`, `CHRONICLE_MIN_VERSION_WAITS_TOTAL` | `200`, `1000`: reads waiting for `?min_version` at once; more are answered 429 |
 
 use std::path::PathBuf;
 
@@ -42,6 +46,11 @@ pub struct ApiConfig {
     pub tenant_write_burst: u32,
     pub elasticsearch_url: String,
     pub index_prefix: String,
+    pub db_pool_size: u32,
+    pub db_acquire_timeout_ms: u64,
+    pub http_max_in_flight: usize,
+    pub min_version_waits_per_tenant: usize,
+    pub min_version_waits_total: usize,
 }
 
 impl Default for ApiConfig {
@@ -66,6 +75,11 @@ impl Default for ApiConfig {
             tenant_write_burst: 100,
             elasticsearch_url: "http://127.0.0.1:9200".to_owned(),
             index_prefix: "chronicle".to_owned(),
+            db_pool_size: 32,
+            db_acquire_timeout_ms: 2_000,
+            http_max_in_flight: 512,
+            min_version_waits_per_tenant: 200,
+            min_version_waits_total: 1_000,
         }
     }
 }

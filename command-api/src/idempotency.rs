@@ -106,6 +106,11 @@ impl Idempotency {
         &self.scope
     }
 
+    /// Whether the request carries a key (otherwise there is nothing to check or record).
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// Call first in the write's transaction: the recorded response of an earlier request
     /// with this key, if any (422 if that request was another one).
     pub async fn replay(

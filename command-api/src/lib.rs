@@ -14,8 +14,10 @@
 //! - [`idempotency`]: `Idempotency-Key`, recorded in the write's own transaction.
 //! - [`limits`]: rate limits for logins and per-tenant writes.
 //! - [`extract`]: JSON bodies, `If-Match`, `Idempotency-Key`, each failing with a problem.
+//! - [`request_ids`]: `X-Request-ID` / `X-Correlation-ID` bounded before anything reads them.
 //! - [`problem`]: [`problem::ApiError`], mapped once to `application/problem+json`.
 //! - [`telemetry`]: request spans (request id, tenant) and Prometheus metrics.
+//! - [`version_waits`]: reads waiting for `?min_version`, woken by the read model's progress.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, the OpenAPI frame.
 //! - `testing` (feature `testing`): the API on port 0 for a test, driven over HTTP.
 
@@ -29,6 +31,7 @@ pub mod idempotency;
 pub mod limits;
 pub mod ops;
 pub mod problem;
+pub mod request_ids;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
@@ -36,6 +39,7 @@ pub mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
+pub mod version_waits;
 
 pub use app::Application;
 pub use config::ApiConfig;

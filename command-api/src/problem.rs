@@ -42,6 +42,9 @@ pub struct Problem {
 pub enum ApiError {
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// A header the client sent is malformed; named in `errors`.
+    #[error("malformed header {}", .0.field)]
+    BadHeader(FieldError),
     #[error("authentication required")]
     Unauthenticated(&'static str),
     /// The same answer for an unknown tenant, an unknown user and a wrong password.
@@ -61,6 +64,9 @@ pub enum ApiError {
     PreconditionFailed { current: u64 },
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The events a command would record are bigger than the store takes.
+    #[error("event too large: {size} bytes, at most {max}")]
+    EventTooLarge { size: usize, max: usize },
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("invalid fields")]
@@ -71,6 +77,13 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("timed out")]
     Timeout(&'static str),
+    /// Overloaded or a dependency away for a moment: the client should retry, and is told
+    /// when. Never a 500: nothing is wrong with the request or with Chronicle's code.
+    #[error("unavailable: {what}")]
+    Unavailable {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -82,7 +95,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::BadHeader(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -90,11 +103,12 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge | Self::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +116,7 @@ impl ApiError {
     fn detail(&self) -> String {
         match self {
             Self::BadRequest(detail) => detail.clone(),
+            Self::BadHeader(error) => format!("the {} header is invalid; see errors", error.field),
             Self::Unauthenticated(why) => (*why).to_owned(),
             Self::InvalidCredentials => "tenant, username or password is wrong".to_owned(),
             Self::Forbidden(why) => (*why).to_owned(),
@@ -115,6 +130,9 @@ impl ApiError {
                 format!("the resource changed: it is at version {current}; read it again and retry")
             }
             Self::PayloadTooLarge => "the request body exceeds 1 MiB".to_owned(),
+            Self::EventTooLarge { size, max } => format!(
+                "the change would record an event of {size} bytes; an event holds at most {max}"
+            ),
             Self::UnsupportedMediaType => "send the body as application/json".to_owned(),
             Self::Validation(_) => "the request has invalid fields; see errors".to_owned(),
             Self::IdempotencyKeyReused => {
@@ -124,13 +142,17 @@ impl ApiError {
                 format!("too many requests; retry in {retry_after_secs} s")
             }
             Self::Timeout(what) => (*what).to_owned(),
+            Self::Unavailable {
+                what,
+                retry_after_secs,
+            } => format!("{what}; retry in {retry_after_secs} s"),
             Self::Internal(_) => "something went wrong on our side; it has been logged".to_owned(),
         }
     }
 
     fn slug(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => "malformed-request",
+            Self::BadRequest(_) | Self::BadHeader(_) => "malformed-request",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::InvalidCredentials => "invalid-credentials",
             Self::Forbidden(_) => "forbidden",
@@ -139,12 +161,13 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PreconditionRequired => "precondition-required",
             Self::PreconditionFailed { .. } => "version-mismatch",
-            Self::PayloadTooLarge => "payload-too-large",
+            Self::PayloadTooLarge | Self::EventTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::Validation(_) => "validation",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::RateLimited { .. } => "rate-limited",
             Self::Timeout(_) => "timeout",
+            Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -152,13 +175,47 @@ impl ApiError {
 
 impl From<event_store::EventStoreError> for ApiError {
     fn from(error: event_store::EventStoreError) -> Self {
-        Self::internal(error)
+        match error {
+            event_store::EventStoreError::Database(error) => error.into(),
+            event_store::EventStoreError::EventTooLarge { size, max } => {
+                Self::EventTooLarge { size, max }
+            }
+            other => Self::internal(other),
+        }
     }
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// A database that is saturated or away for a moment is a 503 to retry, logged as a
+    /// warning; anything else is a server error.
     fn from(error: sqlx::Error) -> Self {
-        Self::internal(error)
+        match event_store::transience(&error) {
+            Some(what) => {
+                tracing::warn!(%error, "database unavailable; answering 503");
+                Self::Unavailable {
+                    what,
+                    retry_after_secs: 1,
+                }
+            }
+            None => Self::internal(error),
+        }
+    }
+}
+
+impl From<read_model::ReadError> for ApiError {
+    fn from(error: read_model::ReadError) -> Self {
+        match error {
+            read_model::ReadError::Database(error) => error.into(),
+            read_model::ReadError::Sql(error) => error.into(),
+            read_model::ReadError::Elasticsearch(error) if error.is_transient() => {
+                tracing::warn!(%error, "search unavailable; answering 503");
+                Self::Unavailable {
+                    what: "search is unavailable for a moment",
+                    retry_after_secs: 1,
+                }
+            }
+            read_model::ReadError::Elasticsearch(error) => Self::internal(error),
+        }
     }
 }
 
@@ -169,7 +226,10 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "request failed");
         }
         let retry_after = match &self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::RateLimited { retry_after_secs }
+            | Self::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         };
         let problem = Problem {
@@ -180,6 +240,7 @@ impl IntoResponse for ApiError {
             instance: None,
             errors: match self {
                 Self::Validation(errors) => errors,
+                Self::BadHeader(error) => vec![error],
                 _ => Vec::new(),
             },
         };

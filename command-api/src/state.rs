@@ -14,6 +14,7 @@ use crate::config::ApiConfig;
 use crate::limits::Limits;
 use crate::telemetry::HttpMetrics;
 use crate::tenancy::TenantRegistry;
+use crate::version_waits::VersionWaits;
 
 /// Everything a request handler may need; one per process, shared.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct AppInner {
     pub dummy_password_hash: String,
     /// False until the registries are loaded, and while their change feed is down.
     pub ready: AtomicBool,
+    /// Readers waiting for a customer version (`?min_version`).
+    pub version_waits: VersionWaits,
 }
 
 #[derive(Debug, Clone)]

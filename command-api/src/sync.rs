@@ -1,6 +1,8 @@
 //! Keeps this instance's in-memory registries current: the tenant registry and the
 //! revocation list are reloaded whenever PostgreSQL notifies a change, and fully after
-//! every (re)connection, since notifications sent while disconnected are lost.
+//! every (re)connection, since notifications sent while disconnected are lost. The read
+//! model's progress notes wake the readers waiting for a version (and a reconnection wakes
+//! them all, to read again).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,6 +15,7 @@ use crate::state::AppInner;
 
 const TENANTS: &str = "chronicle_tenants";
 const REVOCATIONS: &str = "chronicle_revocations";
+const READ_MODEL: &str = read_model::progress::CHANNEL;
 
 pub async fn follow_changes(app: Arc<AppInner>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
@@ -31,9 +34,12 @@ async fn listen(app: &AppInner, shutdown: &CancellationToken) -> Result<(), sqlx
     let pool = app.store.pool();
     let mut listener = PgListener::connect_with(pool).await?;
     listener.ignore_pool_close_event(true);
-    listener.listen_all([TENANTS, REVOCATIONS]).await?;
+    listener
+        .listen_all([TENANTS, REVOCATIONS, READ_MODEL])
+        .await?;
     app.tenants.reload(pool).await?;
     app.revocations.reload(pool).await?;
+    app.version_waits.wake_all();
     app.ready.store(true, Ordering::Relaxed);
     loop {
         let notification = tokio::select! {
@@ -45,11 +51,18 @@ async fn listen(app: &AppInner, shutdown: &CancellationToken) -> Result<(), sqlx
             // everything since notifications may have been missed meanwhile.
             app.tenants.reload(pool).await?;
             app.revocations.reload(pool).await?;
+            app.version_waits.wake_all();
             continue;
         };
         match notification.channel() {
             TENANTS => app.tenants.reload_one(pool, notification.payload()).await?,
             REVOCATIONS => app.revocations.reload(pool).await?,
+            READ_MODEL => {
+                if let Some((tenant, changes)) = read_model::progress::parse(notification.payload())
+                {
+                    app.version_waits.advanced(tenant, &changes);
+                }
+            }
             _ => {}
         }
     }

@@ -109,6 +109,7 @@ impl TestApp {
             move || {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
+                    .thread_name("command-api")
                     .enable_all()
                     .build()
                     .unwrap();

@@ -3,8 +3,12 @@
 //!
 //! # Layout
 //! - [`System`]: the whole pipeline for one test or benchmark.
-//! - `tests/`: the read endpoints through the pipeline; `benches/`: freshness and
-//!   projection throughput.
+//! - [`bench`]: percentiles and the report every benchmark writes for `./dev bench`.
+//! - `tests/`: the read endpoints through the pipeline.
+//! - `benches/`: `relay`, `commands`, `projector` and `replay`, each against its raw
+//!   baseline in the same run.
+
+pub mod bench;
 
 use std::ops::Deref;
 use std::sync::Arc;

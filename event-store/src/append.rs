@@ -1,19 +1,25 @@
 //! Appending to a stream with optimistic concurrency.
 //!
-//! One statement per append: a data-modifying CTE moves the stream's version in
-//! `streams` (or creates it) under the expected-version condition, and inserts every
-//! event numbered from the old version, all in one round trip. If the condition fails,
-//! the CTE yields no row, nothing is inserted, and the append is a
-//! [`EventStoreError::Concurrency`].
+//! One call per append, of the database function `append_to_stream` (see its migration):
+//! it moves the stream's version in `streams` (or creates it) under the expected-version
+//! condition and inserts every event numbered from the old version. If the condition
+//! fails, nothing is inserted, the function says so with the stream's actual version, and
+//! the append is an [`EventStoreError::Concurrency`]. The same call serves a tenant
+//! transaction (one statement of it) and a write on its own (one round trip, autocommit).
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use schemas::{DomainEvent, EventMetadata, StreamId};
+use schemas::{DomainEvent, EventMetadata, StreamId, TenantId};
 use uuid::Uuid;
 
 use crate::error::EventStoreError;
 use crate::tenant_scope::TenantTransaction;
+
+/// The largest event the store takes: its payload and metadata as stored JSON. An event
+/// travels on as one Kafka record (1 MB by default) and one Elasticsearch document per
+/// projection; a quarter of Kafka's limit leaves room for the envelope and for growth.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 /// What the caller believes the stream's version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,29 +103,117 @@ impl EventColumns {
                     aggregate: event.aggregate,
                 });
             }
+            let metadata = serde_json::to_value(&event.metadata).expect("metadata serializes");
+            let size = json_size(&event.payload) + json_size(&metadata);
+            if size > MAX_EVENT_BYTES {
+                return Err(EventStoreError::EventTooLarge {
+                    size,
+                    max: MAX_EVENT_BYTES,
+                });
+            }
             columns.event_ids.push(event.event_id);
             columns.event_types.push(event.event_type.to_owned());
             columns
                 .schema_versions
                 .push(i32::try_from(event.schema_version).expect("schema versions are small"));
             columns.payloads.push(event.payload);
-            columns
-                .metadata
-                .push(serde_json::to_value(&event.metadata).expect("metadata serializes"));
+            columns.metadata.push(metadata);
         }
         Ok(columns)
     }
 }
 
-/// The rows `RETURNING` gives back.
-struct Appended {
-    stream_version: i64,
-    global_position: i64,
-    recorded_at: DateTime<Utc>,
+/// The length of `value` as JSON text.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).expect("JSON values serialize");
+    counter.0
 }
 
-fn to_db_version(version: u64) -> i64 {
-    i64::try_from(version).expect("stream versions fit in bigint")
+/// A row `append_to_stream` returns: an appended event, or the conflict marker.
+struct Appended {
+    stream_version: i64,
+    global_position: Option<i64>,
+    recorded_at: Option<DateTime<Utc>>,
+    conflict: bool,
+}
+
+/// `expected` as the function takes it: -1 any, 0 no stream, n exactly n.
+fn to_db_expected(expected: ExpectedVersion) -> i64 {
+    match expected {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exact(version) => {
+            i64::try_from(version).expect("stream versions fit in bigint")
+        }
+    }
+}
+
+/// Appends through `executor` (a tenant transaction's connection, or the pool for a write
+/// on its own).
+pub(crate) async fn append<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    tenant: &TenantId,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<AppendResult, EventStoreError> {
+    if events.is_empty() {
+        return Err(EventStoreError::NothingToAppend);
+    }
+    let columns = EventColumns::of(stream, events)?;
+    let rows = sqlx::query_as!(
+        Appended,
+        r#"SELECT stream_version AS "stream_version!", global_position, recorded_at,
+                  conflict AS "conflict!"
+           FROM append_to_stream($1, $2, $3, $4, $5, $6, $7, $8)"#,
+        tenant.as_str(),
+        stream.as_str(),
+        to_db_expected(expected),
+        &columns.event_ids,
+        &columns.event_types,
+        &columns.schema_versions,
+        &columns.payloads,
+        &columns.metadata,
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some("events_event_id") => {
+            EventStoreError::DuplicateEventId {
+                stream: stream.clone(),
+            }
+        }
+        _ => EventStoreError::Database(error),
+    })?;
+
+    let last = rows.last().expect("the function returns at least one row");
+    if last.conflict {
+        return Err(EventStoreError::Concurrency {
+            stream: stream.clone(),
+            expected,
+            actual: u64::try_from(last.stream_version).unwrap_or(0),
+        });
+    }
+    Ok(AppendResult {
+        next_expected_version: u64::try_from(last.stream_version).expect("versions are positive"),
+        global_positions: rows
+            .iter()
+            .filter_map(|row| row.global_position)
+            .map(|position| u64::try_from(position).expect("positions are positive"))
+            .collect(),
+        recorded_at: last.recorded_at.unwrap_or_else(Utc::now),
+    })
 }
 
 impl TenantTransaction<'_> {
@@ -133,138 +227,8 @@ impl TenantTransaction<'_> {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, EventStoreError> {
-        if events.is_empty() {
-            return Err(EventStoreError::NothingToAppend);
-        }
-        let count = i64::try_from(events.len()).expect("a batch fits in bigint");
-        let columns = EventColumns::of(stream, events)?;
-        let tenant = self.tenant().as_str().to_owned();
-        let conn = self.connection();
-
-        let inserted = match expected {
-            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => {
-                sqlx::query_as!(
-                    Appended,
-                    r#"
-                    WITH stream AS (
-                        INSERT INTO streams (tenant_id, stream_id, version) VALUES ($1, $2, $3)
-                        ON CONFLICT (tenant_id, stream_id) DO NOTHING
-                        RETURNING 0::bigint AS base
-                    )
-                    INSERT INTO events (tenant_id, stream_id, stream_version, event_id, event_type,
-                                        schema_version, payload, metadata)
-                    SELECT $1, $2, stream.base + e.ordinal, e.event_id, e.event_type,
-                           e.schema_version, e.payload, e.metadata
-                    FROM stream,
-                         UNNEST($4::uuid[], $5::text[], $6::int4[], $7::jsonb[], $8::jsonb[])
-                             WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ordinal)
-                    ORDER BY e.ordinal
-                    RETURNING stream_version, global_position, recorded_at
-                    "#,
-                    tenant,
-                    stream.as_str(),
-                    count,
-                    &columns.event_ids,
-                    &columns.event_types,
-                    &columns.schema_versions,
-                    &columns.payloads,
-                    &columns.metadata,
-                )
-                .fetch_all(&mut *conn)
-                .await
-            }
-            ExpectedVersion::Exact(version) => {
-                sqlx::query_as!(
-                    Appended,
-                    r#"
-                    WITH stream AS (
-                        UPDATE streams SET version = version + $3
-                        WHERE tenant_id = $1 AND stream_id = $2 AND version = $9
-                        RETURNING version - $3 AS base
-                    )
-                    INSERT INTO events (tenant_id, stream_id, stream_version, event_id, event_type,
-                                        schema_version, payload, metadata)
-                    SELECT $1, $2, stream.base + e.ordinal, e.event_id, e.event_type,
-                           e.schema_version, e.payload, e.metadata
-                    FROM stream,
-                         UNNEST($4::uuid[], $5::text[], $6::int4[], $7::jsonb[], $8::jsonb[])
-                             WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ordinal)
-                    ORDER BY e.ordinal
-                    RETURNING stream_version, global_position, recorded_at
-                    "#,
-                    tenant,
-                    stream.as_str(),
-                    count,
-                    &columns.event_ids,
-                    &columns.event_types,
-                    &columns.schema_versions,
-                    &columns.payloads,
-                    &columns.metadata,
-                    to_db_version(version),
-                )
-                .fetch_all(&mut *conn)
-                .await
-            }
-            ExpectedVersion::Any => {
-                sqlx::query_as!(
-                    Appended,
-                    r#"
-                    WITH stream AS (
-                        INSERT INTO streams (tenant_id, stream_id, version) VALUES ($1, $2, $3)
-                        ON CONFLICT (tenant_id, stream_id)
-                            DO UPDATE SET version = streams.version + EXCLUDED.version
-                        RETURNING version - $3 AS base
-                    )
-                    INSERT INTO events (tenant_id, stream_id, stream_version, event_id, event_type,
-                                        schema_version, payload, metadata)
-                    SELECT $1, $2, stream.base + e.ordinal, e.event_id, e.event_type,
-                           e.schema_version, e.payload, e.metadata
-                    FROM stream,
-                         UNNEST($4::uuid[], $5::text[], $6::int4[], $7::jsonb[], $8::jsonb[])
-                             WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ordinal)
-                    ORDER BY e.ordinal
-                    RETURNING stream_version, global_position, recorded_at
-                    "#,
-                    tenant,
-                    stream.as_str(),
-                    count,
-                    &columns.event_ids,
-                    &columns.event_types,
-                    &columns.schema_versions,
-                    &columns.payloads,
-                    &columns.metadata,
-                )
-                .fetch_all(&mut *conn)
-                .await
-            }
-        };
-
-        let inserted = inserted.map_err(|error| match &error {
-            sqlx::Error::Database(db) if db.constraint() == Some("events_event_id") => {
-                EventStoreError::DuplicateEventId {
-                    stream: stream.clone(),
-                }
-            }
-            _ => EventStoreError::Database(error),
-        })?;
-
-        let Some(last) = inserted.last() else {
-            let actual = self.stream_version(stream).await?;
-            return Err(EventStoreError::Concurrency {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
-        };
-        Ok(AppendResult {
-            next_expected_version: u64::try_from(last.stream_version)
-                .expect("versions are positive"),
-            global_positions: inserted
-                .iter()
-                .map(|row| u64::try_from(row.global_position).expect("positions are positive"))
-                .collect(),
-            recorded_at: last.recorded_at,
-        })
+        let tenant = self.tenant().clone();
+        append(self.connection(), &tenant, stream, expected, events).await
     }
 
     /// The stream's current version; 0 when it does not exist.

@@ -31,9 +31,9 @@ pub mod testing;
 
 use sqlx::PgPool;
 
-pub use append::{AppendResult, ExpectedVersion, NewEvent};
-pub use error::EventStoreError;
-pub use global_log::{GlobalLogEvent, LogPosition};
+pub use append::{AppendResult, ExpectedVersion, MAX_EVENT_BYTES, NewEvent};
+pub use error::{EventStoreError, transience};
+pub use global_log::{GlobalLogEvent, LogPosition, RawLogEvent};
 pub use replay_reads::LoggedEvent;
 pub use schemas::{EventEnvelope, EventMetadata, StreamId, TenantId};
 pub use tenant_scope::TenantTransaction;
@@ -62,7 +62,8 @@ impl EventStore {
         TenantTransaction::begin(&self.pool, tenant).await
     }
 
-    /// Appends `events` to `stream` if its version is `expected`, in one transaction.
+    /// Appends `events` to `stream` if its version is `expected`: a transaction of its own,
+    /// in one round trip.
     pub async fn append_to_stream(
         &self,
         tenant: &TenantId,
@@ -70,10 +71,7 @@ impl EventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, EventStoreError> {
-        let mut tx = self.begin(tenant).await?;
-        let result = tx.append_to_stream(stream, expected, events).await?;
-        tx.commit().await?;
-        Ok(result)
+        append::append(&self.pool, tenant, stream, expected, events).await
     }
 
     /// Reads `stream` from `from_version` (inclusive), at most `max_events`, oldest first.
@@ -98,6 +96,16 @@ impl EventStore {
         max_events: u32,
     ) -> Result<Vec<GlobalLogEvent>, EventStoreError> {
         global_log::read(&self.pool, after, max_events).await
+    }
+
+    /// Like [`EventStore::read_global_log`], payloads and metadata left as stored JSON
+    /// text, for forwarding them unread.
+    pub async fn read_global_log_raw(
+        &self,
+        after: LogPosition,
+        max_events: u32,
+    ) -> Result<Vec<RawLogEvent>, EventStoreError> {
+        global_log::read_raw(&self.pool, after, max_events).await
     }
 
     /// Every tenant with events, and how many each has.

@@ -5,7 +5,7 @@
 //! ends with the transaction, so a pooled connection never carries one tenant's context
 //! into the next request, and a query outside a scoped transaction sees nothing.
 
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::error::EventStoreError;
 use schemas::TenantId;
@@ -19,13 +19,21 @@ pub struct TenantTransaction<'c> {
 
 impl TenantTransaction<'static> {
     pub async fn begin(pool: &PgPool, tenant: &TenantId) -> Result<Self, EventStoreError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query!(
-            "SELECT set_config('app.tenant_id', $1, true)",
-            tenant.as_str()
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        // BEGIN and the setting in one round trip (a simple-query batch): every write pays
+        // for this, so it is worth one message instead of two. The tenant id is spliced,
+        // which is safe only because a `TenantId` is a lowercase slug by construction;
+        // the assertion keeps it that way.
+        let id = tenant.as_str();
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "tenant ids are slugs"
+        );
+        let tx = pool
+            .begin_with(AssertSqlSafe(format!(
+                "BEGIN; SELECT set_config('app.tenant_id', '{id}', true)"
+            )))
+            .await?;
         Ok(Self {
             tx,
             tenant: tenant.clone(),

@@ -143,24 +143,33 @@ cmd_test() {
 }
 
 # Benchmarks are cargo benches (release profile, harness = false) of the crate they measure.
-BENCHES=(relay:relay projector:e2e replay:projector)
+# Benchmarks are cargo benches (release profile, harness = false) of the e2e crate, each
+# against a raw baseline in the same run. Each writes .chronicle/bench/<name>.json; the
+# summary (table, Markdown report, latency plot) is made from those by infra/bench/report.py.
+BENCHES=(relay:e2e commands:e2e projector:e2e replay:e2e)
 
 cmd_bench() {
   have_workspace || die "no Cargo.toml: nothing to benchmark"
-  local wanted=${1:-all} entry name crate ran=0
+  local wanted=${1:-all} entry name crate ran=()
+  local known=" ${BENCHES[*]%%:*} "
+  [ "$wanted" = all ] || [[ $known == *" $wanted "* ]] || die "unknown benchmark '$wanted' (known:${known% })"
   infra_up
   build
   migrate
   postgres_drop_test_databases
+  need_cmd python3 python3
+  export CHRONICLE_BENCH_DIR="$STATE/bench"
+  mkdir -p "$CHRONICLE_BENCH_DIR"
   cd "$ROOT"
   for entry in "${BENCHES[@]}"; do
     name=${entry%%:*} crate=${entry#*:}
     [ "$wanted" = all ] || [ "$wanted" = "$name" ] || continue
     say "bench: $name (cargo bench -p $crate --bench $name)"
+    rm -f "$CHRONICLE_BENCH_DIR/$name.json"
     cargo bench -p "$crate" --bench "$name"
-    ran=1
+    ran+=("$name")
   done
-  [ "$ran" = 1 ] || die "unknown benchmark '$wanted' (known: ${BENCHES[*]%%:*})"
+  python3 "$ROOT/infra/bench/report.py" "$CHRONICLE_BENCH_DIR" "${ran[@]}"
 }
 
 cmd_lint() {

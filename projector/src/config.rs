@@ -10,7 +10,7 @@
 //! | `CHRONICLE_PROJECTOR_METRICS_ADDR` | `127.0.0.1:9465` |
 //! | `CHRONICLE_PROJECTOR_GROUP_PREFIX` | `chronicle-projector`: consumer group `<prefix>-<projection>` |
 //! | `CHRONICLE_PROJECTOR_BATCH_SIZE` | `500` records per write |
-//! | `CHRONICLE_PROJECTOR_BATCH_WAIT_MS` | `50`: how long a batch may wait to fill |
+//! | `CHRONICLE_PROJECTOR_BATCH_WAIT_MS` | `20`: how long a batch may wait to fill (the freshness it costs, against fewer, larger writes) |
 //! | `DATABASE_ADMIN_URL` | the owner role on `127.0.0.1:5432/chronicle`: `projector replay` creates and renames read-model tables with it |
 //! | `CHRONICLE_PROJECTOR_REPLAY_KEEP` | `2`: previous indices and tables a replay keeps for `--rollback` |
 //! | `CHRONICLE_PROJECTOR_REPLAY_BULK_DOCS` | `5000` documents per bulk write while rebuilding |
@@ -53,7 +53,7 @@ impl Default for ProjectorConfig {
             metrics_addr: "127.0.0.1:9465".to_owned(),
             group_prefix: "chronicle-projector".to_owned(),
             batch_size: 500,
-            batch_wait_ms: 50,
+            batch_wait_ms: 20,
             database_admin_url: Secret::new(
                 "postgres://chronicle_owner:chronicle_owner@127.0.0.1:5432/chronicle",
             ),

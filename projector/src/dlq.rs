@@ -280,16 +280,21 @@ pub async fn redrive(config: &ProjectorConfig) -> Result<RedriveSummary, Redrive
             Some(projection) => match projections::decode(projection, message) {
                 Err(reason) => Err(reason),
                 Ok(incoming) => {
-                    let rejected = projections::apply(
-                        projection,
-                        &sinks,
-                        std::slice::from_ref(&incoming.envelope),
-                    )
-                    .await?;
-                    rejected
+                    let mut records = vec![incoming];
+                    let unusable =
+                        projections::complete(projection, &sinks.store, &mut records).await?;
+                    match unusable.into_iter().next() {
+                        Some((_, reason)) => Err(reason),
+                        None => projections::apply(
+                            projection,
+                            &sinks,
+                            std::slice::from_ref(&records[0].envelope),
+                        )
+                        .await?
                         .into_iter()
                         .next()
-                        .map_or(Ok(()), |(_, reason)| Err(reason))
+                        .map_or(Ok(()), |(_, reason)| Err(reason)),
+                    }
                 }
             },
         };

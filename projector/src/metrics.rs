@@ -1,7 +1,6 @@
 //! Per-projection metrics and health, on the projector's metrics port: records projected,
 //! records parked in the dead-letter topic, and lag (records behind, seconds behind).
 
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -67,7 +66,6 @@ impl ProjectorMetrics {
             projection: projection.to_owned(),
         }
     }
-
 }
 
 impl Observed for ProjectorMetrics {

@@ -133,17 +133,35 @@ impl Runner {
         }
         let label = ProjectorMetrics::label(self.projection.name());
         let mut poison: Vec<(OwnedMessage, String)> = Vec::new();
-        let mut usable = Vec::with_capacity(batch.len());
-        let mut envelopes = Vec::with_capacity(batch.len());
+        let mut incoming = Vec::with_capacity(batch.len());
         for message in &batch {
             match projections::decode(self.projection, message) {
-                Ok(incoming) => {
-                    usable.push(incoming.message);
-                    envelopes.push(incoming.envelope);
-                }
+                Ok(decoded) => incoming.push(decoded),
                 Err(reason) => poison.push((message.clone(), reason)),
             }
         }
+        if incoming.iter().any(|record| record.reference) {
+            let mut backoff = retry::Backoff::new();
+            let unusable = loop {
+                match projections::complete(self.projection, &self.sinks.store, &mut incoming).await
+                {
+                    Ok(unusable) => break unusable,
+                    Err(error) => {
+                        tracing::warn!(projection = self.projection.name(), %error, "reading referenced events failed; retrying");
+                        if !backoff.wait(shutdown).await {
+                            return false;
+                        }
+                    }
+                }
+            };
+            for (index, reason) in unusable.into_iter().rev() {
+                poison.push((incoming.remove(index).message, reason));
+            }
+        }
+        let (usable, envelopes): (Vec<OwnedMessage>, Vec<_>) = incoming
+            .into_iter()
+            .map(|record| (record.message, record.envelope))
+            .unzip();
 
         let (projection, sinks) = (self.projection, &self.sinks);
         let batch_events = &envelopes;

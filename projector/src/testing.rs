@@ -32,6 +32,15 @@ impl Pipeline {
     /// Starts a relay and the given projections (none: the relay alone, for tests that
     /// run the `projector` binary themselves).
     pub async fn start_with(database_url: &str, projections: &[Projection]) -> Self {
+        Self::start_tuned(database_url, projections, |_| {}).await
+    }
+
+    /// Like [`Pipeline::start_with`], with the relay's configuration adjusted first.
+    pub async fn start_tuned(
+        database_url: &str,
+        projections: &[Projection],
+        tune_relay: impl FnOnce(&mut RelayConfig),
+    ) -> Self {
         let projections = projections.to_vec();
         let topics = TestTopics::new();
         let config = ProjectorConfig {
@@ -44,7 +53,7 @@ impl Pipeline {
             group_prefix: topics.prefix.clone(),
             ..ProjectorConfig::default()
         };
-        let relay_config = RelayConfig {
+        let mut relay_config = RelayConfig {
             database_url: Secret::new(database_url),
             kafka_brokers: topics.brokers.clone(),
             topic_prefix: topics.prefix.clone(),
@@ -52,6 +61,7 @@ impl Pipeline {
             topic_partitions: 3,
             ..RelayConfig::default()
         };
+        tune_relay(&mut relay_config);
         let es = Es::new(&config.elasticsearch_url).expect("ELASTICSEARCH_URL is a URL");
         let shutdown = CancellationToken::new();
         let (started, ready) = tokio::sync::oneshot::channel();

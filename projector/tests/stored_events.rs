@@ -1,6 +1,7 @@
 //! Stored events are facts: one recorded under rules that today's commands would refuse
 //! still decodes, projects live and replays, so tightening a rule never makes history
-//! unreadable.
+//! unreadable; and one too large for Kafka, or with values too long for an Elasticsearch
+//! keyword, still reaches every projection.
 
 mod support;
 
@@ -39,7 +40,10 @@ async fn an_event_todays_rules_would_refuse_still_projects_and_replays() {
         "address": {"street": "1 Way", "city": "Beograd", "postal_code": "11000", "country": "YU"},
         "loyalty_tier": "gold",
     });
-    for (field, value) in [("name", json!(long_name)), ("email", json!("not an address"))] {
+    for (field, value) in [
+        ("name", json!(long_name)),
+        ("email", json!("not an address")),
+    ] {
         let strict = match field {
             "name" => schemas::CustomerName::parse(value.as_str().unwrap()).is_err(),
             _ => schemas::EmailAddress::parse(value.as_str().unwrap()).is_err(),
@@ -77,7 +81,10 @@ async fn an_event_todays_rules_would_refuse_still_projects_and_replays() {
         {
             break row;
         }
-        assert!(Instant::now() < deadline, "the live projector never wrote it");
+        assert!(
+            Instant::now() < deadline,
+            "the live projector never wrote it"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(row.name, long_name);
@@ -124,4 +131,111 @@ async fn an_event_todays_rules_would_refuse_still_projects_and_replays() {
     .await
     .unwrap();
     assert_eq!(found.len(), 1, "searchable after the replay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_for_kafka_with_long_metadata_reaches_every_projection() {
+    let db = ScratchDatabase::create().await;
+    let store = EventStore::new(db.app_pool(4).await);
+    // Kafka taking records of at most 20 KB, like a tightly configured broker.
+    let pipeline = Pipeline::start_tuned(&db.app_url(), &Projection::ALL, |relay| {
+        relay.max_record_bytes = 20_000;
+    })
+    .await;
+    register_tenant(&store, "acme").await;
+    let id = Uuid::now_v7();
+    let stream = StreamId::for_aggregate("customer", id).unwrap();
+    store
+        .append_to_stream(
+            &tenant("acme"),
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(
+                &support::registered("Long Ids", "long@example.com", None, &[]),
+                metadata("Before"),
+            )],
+        )
+        .await
+        .unwrap();
+    // 40 KB ids: too long for a keyword (Lucene's 32 KB term limit), and the event too
+    // large for the record limit above. Both were refused downstream before.
+    let mut long = metadata("After");
+    long.request_id = "r".repeat(40 * 1024);
+    long.correlation_id = "c".repeat(40 * 1024);
+    let renamed = NewEvent::new(&support::renamed("Long Ids Renamed"), long);
+    let renamed_id = renamed.event_id;
+    store
+        .append_to_stream(
+            &tenant("acme"),
+            &stream,
+            ExpectedVersion::Exact(1),
+            vec![renamed],
+        )
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = read_model::customers::find(&store, &tenant("acme"), id)
+            .await
+            .unwrap();
+        let audit = pipeline
+            .es
+            .get(
+                &format!(
+                    "/{}/_doc/{renamed_id}",
+                    read_model::IndexKind::Audit.alias(pipeline.index_prefix())
+                ),
+                &[404],
+            )
+            .await
+            .unwrap()
+            .1;
+        let history = read_model::history::of_customer(
+            &pipeline.es,
+            pipeline.index_prefix(),
+            &tenant("acme"),
+            id,
+        )
+        .await
+        .unwrap();
+        if row.as_ref().is_some_and(|r| r.version == 2)
+            && audit["found"] == true
+            && history.len() == 2
+        {
+            assert_eq!(row.unwrap().name, "Long Ids Renamed");
+            assert_eq!(
+                audit["_source"]["payload"]["name"], "Long Ids Renamed",
+                "the audit projection read the payload from the store"
+            );
+            assert_eq!(
+                audit["_source"]["request_id"].as_str().map(str::len),
+                Some(40 * 1024),
+                "kept whole in the document"
+            );
+            break;
+        }
+        if Instant::now() >= deadline {
+            let parked = tokio::task::spawn_blocking({
+                let config = pipeline.config.clone();
+                move || projector::dlq::list(&config)
+            })
+            .await
+            .unwrap();
+            panic!(
+                "not every projection got it: row {row:?}, audit found {}, history {}; parked: {parked:?}",
+                audit["found"],
+                history.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let parked = tokio::task::spawn_blocking({
+        let config = pipeline.config.clone();
+        move || projector::dlq::list(&config)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(parked.is_empty(), "nothing dead-lettered: {parked:?}");
 }

@@ -24,6 +24,17 @@ pub enum EsError {
     Url(String),
 }
 
+impl EsError {
+    /// Elasticsearch away, overloaded or timing out: worth retrying soon.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            Self::Url(_) => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Es {
     client: Elasticsearch,
@@ -124,9 +135,11 @@ impl Es {
     }
 
     /// `_bulk` with the given action and document lines; returns the response's items.
+    /// `refresh`: make what it wrote searchable before answering (a refresh of the shards
+    /// it touched) instead of at the next periodic refresh.
     pub async fn bulk(&self, lines: Vec<Value>, refresh: bool) -> Result<Vec<Value>, EsError> {
         let path = if refresh {
-            "/_bulk?refresh=wait_for"
+            "/_bulk?refresh=true"
         } else {
             "/_bulk"
         };

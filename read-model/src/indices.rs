@@ -66,6 +66,7 @@ pub async fn ensure_layout(es: &Es, prefix: &str) -> Result<(), EsError> {
         let mut template: Value =
             serde_json::from_str(kind.template()).expect("checked-in templates are JSON");
         template["index_patterns"] = json!([format!("{prefix}-{}_*", kind.name())]);
+        let mappings = template["template"]["mappings"].clone();
         es.put(
             &format!("/_index_template/{}", kind.alias(prefix)),
             template,
@@ -75,6 +76,12 @@ pub async fn ensure_layout(es: &Es, prefix: &str) -> Result<(), EsError> {
         let (status, _) = es
             .get(&format!("/_alias/{}", kind.alias(prefix)), &[404])
             .await?;
+        if status == 200 {
+            // Indices made from an older template get its updatable mapping parameters
+            // (`ignore_above`), so a long value is not refused by an index built before.
+            es.put(&format!("/{}/_mapping", kind.alias(prefix)), mappings)
+                .await?;
+        }
         if status == 404 {
             let index = kind.index(prefix, "v1");
             let body = json!({ "aliases": { kind.alias(prefix): { "is_write_index": true } } });

@@ -7,6 +7,7 @@
 //! - [`search_text`]: folding text to ASCII for search, the same way for documents and
 //!   queries.
 //! - [`customers`]: the PostgreSQL read model `customer_views`: one customer, a page.
+//! - [`progress`]: the notes the read model's writer sends as customers reach versions.
 //! - [`search`]: customer search.
 //! - [`history`]: a customer's change history.
 //! - [`audit`]: a tenant's audit log.
@@ -22,6 +23,7 @@ pub mod customers;
 pub mod es;
 pub mod history;
 pub mod indices;
+pub mod progress;
 pub mod search;
 pub mod search_text;
 

@@ -10,9 +10,13 @@
 //! | `CHRONICLE_RELAY_TOPIC_PARTITIONS` | `12` |
 //! | `CHRONICLE_RELAY_REPLICATION_FACTOR` | `1` |
 //! | `CHRONICLE_RELAY_BATCH_SIZE` | `1000` events per read and publish |
-//! | `CHRONICLE_RELAY_IDLE_POLL_MS` | `250`: re-read this often when no append was notified |
+//! | `CHRONICLE_RELAY_ACTIVE_POLL_MS` | `5`: while the log is busy, read again this soon after finding nothing |
+//! | `CHRONICLE_RELAY_IDLE_AFTER_MS` | `2000`: after this long without events, wait for a notification instead |
+//! | `CHRONICLE_RELAY_IDLE_POLL_MS` | `250`: while waiting, read anyway this often (a notification can be missed) |
 //! | `CHRONICLE_RELAY_DELIVERY_TIMEOUT_MS` | `120000`: give up on a record after this, and retry the batch |
 //! | `CHRONICLE_RELAY_LINGER_MS` | `5`: how long the producer waits to fill a batch |
+//! | `CHRONICLE_RELAY_PAGES_IN_FLIGHT` | `4`: pages handed to Kafka and not yet acknowledged while the next is read |
+//! | `CHRONICLE_RELAY_MAX_RECORD_BYTES` | `1000000`: the producer's record limit; a larger event (or one larger than its topic's `max.message.bytes`) goes out as a reference record |
 
 use std::time::Duration;
 
@@ -33,9 +37,13 @@ pub struct RelayConfig {
     pub topic_partitions: i32,
     pub replication_factor: i32,
     pub batch_size: u32,
+    pub active_poll_ms: u64,
+    pub idle_after_ms: u64,
     pub idle_poll_ms: u64,
     pub delivery_timeout_ms: u64,
     pub linger_ms: u64,
+    pub pages_in_flight: usize,
+    pub max_record_bytes: usize,
 }
 
 impl Default for RelayConfig {
@@ -51,9 +59,13 @@ impl Default for RelayConfig {
             topic_partitions: 12,
             replication_factor: 1,
             batch_size: 1000,
+            active_poll_ms: 5,
+            idle_after_ms: 2_000,
             idle_poll_ms: 250,
             delivery_timeout_ms: 120_000,
             linger_ms: 5,
+            pages_in_flight: 4,
+            max_record_bytes: 1_000_000,
         }
     }
 }
@@ -82,5 +94,13 @@ impl RelayConfig {
 
     pub fn idle_poll(&self) -> Duration {
         Duration::from_millis(self.idle_poll_ms)
+    }
+
+    pub fn active_poll(&self) -> Duration {
+        Duration::from_millis(self.active_poll_ms)
+    }
+
+    pub fn idle_after(&self) -> Duration {
+        Duration::from_millis(self.idle_after_ms)
     }
 }

@@ -26,6 +26,7 @@ pub struct RelayMetrics {
     registry: Registry,
     published: Counter,
     publish_failures: Counter,
+    oversized: Counter,
     leader: Gauge,
     checkpoint_position: Gauge,
     lag_events: Gauge,
@@ -45,6 +46,7 @@ impl RelayMetrics {
             registry: Registry::with_prefix("chronicle_relay"),
             published: Counter::default(),
             publish_failures: Counter::default(),
+            oversized: Counter::default(),
             leader: Gauge::default(),
             checkpoint_position: Gauge::default(),
             lag_events: Gauge::default(),
@@ -61,6 +63,11 @@ impl RelayMetrics {
             "publish_failures",
             "Batches that failed and were retried from the checkpoint",
             metrics.publish_failures.clone(),
+        );
+        registry.register(
+            "oversized_events",
+            "Events too large for Kafka, published as a reference record (ce_dataref) to read from the store",
+            metrics.oversized.clone(),
         );
         registry.register(
             "leader",
@@ -96,10 +103,19 @@ impl RelayMetrics {
             .set(i64::try_from(checkpoint.global_position).unwrap_or(i64::MAX));
     }
 
+    /// Where a publishing session starts.
+    pub fn checkpoint_loaded(&self, checkpoint: LogPosition) {
+        self.checkpoint_position
+            .set(i64::try_from(checkpoint.global_position).unwrap_or(i64::MAX));
+    }
+
     pub fn publish_failed(&self) {
         self.publish_failures.inc();
     }
 
+    pub fn oversized(&self) {
+        self.oversized.inc();
+    }
 }
 
 impl Observed for RelayMetrics {

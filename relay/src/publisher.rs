@@ -1,24 +1,36 @@
 //! The Kafka producer. Idempotent (`enable.idempotence`, `acks=all`): within a partition
 //! it neither duplicates nor reorders on retries. Java-compatible murmur2 partitioning,
 //! so any client computes the same partition for a stream.
+//!
+//! A page is handed to the producer whole and its acknowledgements awaited later
+//! ([`InFlight`]), so the relay reads the next page while Kafka works on this one.
+//!
+//! An event too large for its topic would be refused and, retried forever, stall every
+//! event behind it: it goes out as a reference record instead (see
+//! [`crate::cloudevents::DATAREF`]), decided before sending so the stream keeps its order.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use event_store::{LogPosition, RawLogEvent};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-use event_store::GlobalLogEvent;
-
 use crate::RelayConfig;
 use crate::cloudevents::KafkaRecord;
+use crate::metrics::RelayMetrics;
+use crate::topics::Topics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("kafka refused or lost a record: {0}")]
     Kafka(#[from] KafkaError),
+    /// The broker refused a record as too large, though it was under the topic's known
+    /// limit; the limit is lowered and the batch re-published (with a reference record).
+    #[error("kafka refused a record of {size} bytes on {topic} as too large")]
+    TooLarge { topic: String, size: usize },
     #[error("the producer shut down before acknowledging a record")]
     Canceled,
 }
@@ -37,10 +49,16 @@ pub fn producer_config(brokers: &str, delivery_timeout_ms: u64, linger_ms: u64) 
     config
 }
 
+/// Leaves room for what the broker counts beyond key, value and headers (record and
+/// batch overhead).
+const RECORD_OVERHEAD: usize = 512;
+
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
     topic_prefix: String,
+    /// The producer's own record limit (`message.max.bytes`).
+    max_record_bytes: usize,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -51,33 +69,90 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// A page handed to the producer, not yet acknowledged.
+pub struct InFlight {
+    /// The position of the page's last event: the checkpoint once all of it is acknowledged.
+    pub last: LogPosition,
+    pub events: usize,
+    deliveries: VecDeque<(String, usize, DeliveryFuture)>,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("last", &self.last)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InFlight {
+    /// Waits until Kafka acknowledged every record of the page. Cancel-safe: what was
+    /// acknowledged before a cancellation stays acknowledged.
+    pub async fn acknowledged(&mut self) -> Result<(), PublishError> {
+        while let Some((topic, size, delivery)) = self.deliveries.front_mut() {
+            let outcome = await_delivery(topic, *size, delivery).await;
+            self.deliveries.pop_front();
+            outcome?;
+        }
+        Ok(())
+    }
+}
+
 impl Publisher {
     pub fn new(config: &RelayConfig) -> Result<Self, KafkaError> {
-        let producer = producer_config(
+        let mut client = producer_config(
             &config.kafka_brokers,
             config.delivery_timeout_ms,
             config.linger_ms,
-        )
-        .create()?;
+        );
+        client.set("message.max.bytes", config.max_record_bytes.to_string());
         Ok(Self {
-            producer,
+            producer: client.create()?,
             topic_prefix: config.topic_prefix.clone(),
+            max_record_bytes: config.max_record_bytes,
         })
     }
 
-    /// Publishes `events` in order and returns once Kafka acknowledged every one.
-    /// On error, some may have been delivered: the caller re-publishes from its checkpoint.
-    pub async fn publish(&self, events: &[GlobalLogEvent]) -> Result<(), PublishError> {
-        let mut in_flight: VecDeque<DeliveryFuture> = VecDeque::with_capacity(events.len());
-        for event in events {
-            let record = KafkaRecord::for_event(&self.topic_prefix, &event.event);
-            let delivery = self.enqueue(&record, &mut in_flight).await?;
-            in_flight.push_back(delivery);
+    /// Hands every event of `page` to the producer, in order; returns what to await.
+    pub async fn send(
+        &self,
+        page: &[RawLogEvent],
+        topics: &Topics,
+        metrics: &RelayMetrics,
+    ) -> Result<InFlight, PublishError> {
+        let mut in_flight = InFlight {
+            last: page.last().map_or(LogPosition::START, |e| e.position),
+            events: page.len(),
+            deliveries: VecDeque::with_capacity(page.len()),
+        };
+        for event in page {
+            let mut record = KafkaRecord::for_logged(&self.topic_prefix, event);
+            let limit = topics
+                .record_limit(&record.topic)
+                .map_or(self.max_record_bytes, |topic| {
+                    topic.min(self.max_record_bytes)
+                });
+            let size = record.size();
+            if size + RECORD_OVERHEAD > limit {
+                tracing::warn!(
+                    event_id = %event.event_id,
+                    tenant = %event.tenant_id,
+                    stream = %event.stream_id,
+                    size,
+                    limit,
+                    "event too large for kafka: publishing a reference record"
+                );
+                metrics.oversized();
+                record = KafkaRecord::reference_for(&self.topic_prefix, event);
+            }
+            let delivery = self.enqueue(&record, &mut in_flight.deliveries).await?;
+            let size = record.size();
+            in_flight
+                .deliveries
+                .push_back((record.topic, size, delivery));
         }
-        for delivery in in_flight {
-            await_delivery(delivery).await?;
-        }
-        Ok(())
+        Ok(in_flight)
     }
 
     /// Hands `record` to the producer's queue; when the queue is full, waits for the
@@ -85,7 +160,7 @@ impl Publisher {
     async fn enqueue(
         &self,
         record: &KafkaRecord,
-        in_flight: &mut VecDeque<DeliveryFuture>,
+        in_flight: &mut VecDeque<(String, usize, DeliveryFuture)>,
     ) -> Result<DeliveryFuture, PublishError> {
         loop {
             let headers =
@@ -106,9 +181,17 @@ impl Publisher {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     match in_flight.pop_front() {
-                        Some(oldest) => await_delivery(oldest).await?,
+                        Some((topic, size, mut oldest)) => {
+                            await_delivery(&topic, size, &mut oldest).await?;
+                        }
                         None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Err(PublishError::TooLarge {
+                        topic: record.topic.clone(),
+                        size: record.size(),
+                    });
                 }
                 Err((error, _)) => return Err(error.into()),
             }
@@ -116,9 +199,20 @@ impl Publisher {
     }
 }
 
-async fn await_delivery(delivery: DeliveryFuture) -> Result<(), PublishError> {
+async fn await_delivery(
+    topic: &str,
+    size: usize,
+    delivery: &mut DeliveryFuture,
+) -> Result<(), PublishError> {
     match delivery.await {
         Ok(Ok(_)) => Ok(()),
+        Ok(Err((
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+            _message,
+        ))) => Err(PublishError::TooLarge {
+            topic: topic.to_owned(),
+            size,
+        }),
         Ok(Err((error, _message))) => Err(error.into()),
         Err(_canceled) => Err(PublishError::Canceled),
     }

@@ -2,16 +2,16 @@
 //! creation is off on Chronicle's brokers, and a topic made by accident would have the
 //! broker's defaults (retention, partitions) instead of ours.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use schemas::{CustomerEvent, DomainEvent, TenantEvent, UserEvent};
 
-use event_store::GlobalLogEvent;
+use event_store::RawLogEvent;
 
 use crate::RelayConfig;
 use crate::cloudevents::topic_for;
@@ -29,6 +29,9 @@ pub struct Topics {
     partitions: i32,
     replication_factor: i32,
     ensured: HashSet<String>,
+    /// The largest record each topic takes (its `max.message.bytes`), as the broker said, or
+    /// lower once a delivery showed the broker refusing less.
+    record_limits: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for Topics {
@@ -51,19 +54,32 @@ impl Topics {
             partitions: config.topic_partitions,
             replication_factor: config.replication_factor,
             ensured: HashSet::new(),
+            record_limits: HashMap::new(),
         })
     }
 
+    /// The largest record `topic` takes, when known.
+    pub fn record_limit(&self, topic: &str) -> Option<usize> {
+        self.record_limits.get(topic).copied()
+    }
+
+    /// Records that `topic` refused a record of `refused` bytes: anything that large is sent
+    /// as a reference from now on.
+    pub fn lower_record_limit(&mut self, topic: &str, refused: usize) {
+        let limit = self
+            .record_limits
+            .entry(topic.to_owned())
+            .or_insert(refused);
+        *limit = (*limit).min(refused.saturating_sub(1));
+    }
+
     /// Makes sure the topic of every aggregate in `page` (and the known ones) exists.
-    pub async fn ensure_for(&mut self, page: &[GlobalLogEvent]) -> Result<(), KafkaError> {
+    pub async fn ensure_for(&mut self, page: &[RawLogEvent]) -> Result<(), KafkaError> {
         let mut wanted: Vec<String> = AGGREGATES
             .iter()
             .map(|a| topic_for(&self.prefix, a))
             .collect();
-        wanted.extend(
-            page.iter()
-                .map(|e| topic_for(&self.prefix, e.event.stream_id.category())),
-        );
+        wanted.extend(page.iter().map(|e| topic_for(&self.prefix, e.category())));
         wanted.retain(|topic| !self.ensured.contains(topic));
         wanted.sort();
         wanted.dedup();
@@ -77,10 +93,39 @@ impl Topics {
             self.replication_factor,
         )
         .await?;
-        tracing::info!(topics = ?wanted, "topics ready");
+        for (topic, limit) in record_limits(&self.admin, &wanted).await? {
+            self.record_limits.insert(topic, limit);
+        }
+        tracing::info!(topics = ?wanted, limits = ?self.record_limits, "topics ready");
         self.ensured.extend(wanted);
         Ok(())
     }
+}
+
+/// Each topic's `max.message.bytes`: records larger than that are refused by the broker.
+async fn record_limits(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[String],
+) -> Result<Vec<(String, usize)>, KafkaError> {
+    let specifiers: Vec<ResourceSpecifier<'_>> = topics
+        .iter()
+        .map(|topic| ResourceSpecifier::Topic(topic))
+        .collect();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let mut limits = Vec::new();
+    for (topic, result) in topics
+        .iter()
+        .zip(admin.describe_configs(&specifiers, &options).await?)
+    {
+        let limit = result
+            .ok()
+            .and_then(|resource| resource.get("max.message.bytes")?.value.clone())
+            .and_then(|value| value.parse().ok());
+        if let Some(limit) = limit {
+            limits.push((topic.clone(), limit));
+        }
+    }
+    Ok(limits)
 }
 
 /// Creates `topics` with unlimited retention (they are a replay source too); a topic

@@ -250,8 +250,10 @@ async fn an_idle_relay_is_woken_by_the_commit_not_by_polling() {
     let db = ScratchDatabase::create().await;
     let topics = TestTopics::new();
     let store = EventStore::new(db.app_pool(2).await);
-    // Polling once a minute: only the notification can deliver within seconds.
+    // Idle after half a second, then polling once a minute: only the notification can
+    // deliver within seconds.
     let config = RelayConfig {
+        idle_after_ms: 500,
         idle_poll_ms: 60_000,
         ..relay_config(&db, &topics)
     };
@@ -283,6 +285,93 @@ async fn an_idle_relay_is_woken_by_the_commit_not_by_polling() {
         "the idle relay was not woken by the append"
     );
 
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_event_too_large_for_its_topic_goes_out_as_a_reference_and_nothing_stalls() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    let db = ScratchDatabase::create().await;
+    let topics = TestTopics::new();
+    let store = EventStore::new(db.app_pool(2).await);
+    // A topic that takes records of at most 20 KB (a broker or topic configured tighter
+    // than the relay's producer): the event below is refused whole, which stalled every
+    // event behind it.
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &topics.brokers)
+        .create()
+        .unwrap();
+    let name = topics.topic("customer");
+    let tight = NewTopic::new(&name, 3, TopicReplication::Fixed(1))
+        .set("max.message.bytes", "20000")
+        .set("retention.ms", "-1");
+    admin
+        .create_topics(&[tight], &AdminOptions::new())
+        .await
+        .unwrap()
+        .into_iter()
+        .for_each(|result| {
+            result.unwrap();
+        });
+
+    let relay = Relay::build(relay_config(&db, &topics)).await.unwrap();
+    let metrics_addr = relay.metrics_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+
+    let stream = customer_stream();
+    let big = NewEvent {
+        payload: serde_json::json!({"name": "B".repeat(60_000), "email": "big@example.com"}),
+        ..renamed("Big")
+    };
+    let (first, big_id, after) = (registered("Before"), big.event_id, renamed("After"));
+    let (first_id, after_id) = (first.event_id, after.event_id);
+    store
+        .append_to_stream(
+            &tenant("acme"),
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![first, big, after],
+        )
+        .await
+        .unwrap();
+    let records = topics
+        .consume_until(&["customer"], Duration::from_secs(60), move |r| {
+            r.iter().any(|r| r.event.event_id == after_id)
+        })
+        .await;
+    let mut ours: Vec<_> = records
+        .iter()
+        .filter(|r| r.key == stream.as_str())
+        .collect();
+    ours.sort_by_key(|r| r.offset);
+    let ids: Vec<Uuid> = ours.iter().map(|r| r.event.event_id).collect();
+    assert_eq!(
+        ids,
+        [first_id, big_id, after_id],
+        "in stream order, none skipped"
+    );
+    let reference = ours[1];
+    assert_eq!(
+        reference.headers.get("ce_dataref").map(String::as_str),
+        Some(format!("/tenants/acme/streams/{stream}/versions/2").as_str())
+    );
+    assert!(
+        reference.event.payload.is_null(),
+        "the payload stays in the store"
+    );
+    assert_eq!(reference.event.stream_version, 2);
+    assert!(!ours[0].headers.contains_key("ce_dataref"));
+    assert!(!ours[2].event.payload.is_null());
+
+    let (_, metrics) = http_get(&metrics_addr, "/metrics").await.unwrap();
+    assert_eq!(
+        metric(&metrics, "chronicle_relay_oversized_events_total"),
+        Some(1.0)
+    );
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }

@@ -2,12 +2,15 @@
 //! pinned algorithm. `exp`, `nbf`, `iss`, `aud` and `sub` are required and checked
 //! (`jsonwebtoken` checks `iss`/`aud` only when they are listed as required claims).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
 use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
 use schemas::Role;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::keys::KeySet;
@@ -57,7 +60,20 @@ pub struct TokenService {
     issuer: String,
     audience: String,
     lifetime: Duration,
+    /// Tokens already verified, by a digest of their text, with their claims. A client
+    /// sends the same token with every request of its life, and an Ed25519 verification
+    /// costs more than the rest of a small write; the signature over the same bytes cannot
+    /// come out differently the second time. Expiry is checked again on every hit;
+    /// revocation is the caller's, on every request.
+    verified: Mutex<HashMap<[u8; 32], Claims>>,
 }
+
+/// Verified tokens kept at most; the cache starts over when full (a bound, not an LRU:
+/// simple, and a miss only costs one verification).
+const VERIFIED_CAPACITY: usize = 10_000;
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: i64 = 5;
 
 impl TokenService {
     pub fn new(keys: KeySet, issuer: String, audience: String, lifetime: Duration) -> Self {
@@ -66,6 +82,7 @@ impl TokenService {
             issuer,
             audience,
             lifetime,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,6 +112,34 @@ impl TokenService {
 
     /// Verifies signature, algorithm, expiry, not-before, issuer and audience.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = Utc::now().timestamp();
+        let cached = self
+            .verified
+            .lock()
+            .expect("token cache lock")
+            .get(&digest)
+            .cloned();
+        if let Some(claims) = cached {
+            if claims.exp + LEEWAY_SECS > now && claims.nbf - LEEWAY_SECS <= now {
+                return Ok(claims);
+            }
+            self.verified
+                .lock()
+                .expect("token cache lock")
+                .remove(&digest);
+        }
+        let claims = self.verify_signed(token)?;
+        let mut verified = self.verified.lock().expect("token cache lock");
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    /// The full verification, without the cache.
+    fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         let header = decode_header(token)?;
         let kid = header.kid.ok_or(TokenError::MissingKid)?;
         let key = self
@@ -107,7 +152,7 @@ impl TokenService {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS as u64;
         Ok(decode::<Claims>(token, key, &validation)?.claims)
     }
 }

@@ -6,7 +6,7 @@
 // utoipa's `IntoParams` expansion qualifies the params types again.
 #![allow(unused_qualifications)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
@@ -36,10 +36,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_log))
 }
 
-fn read_error(error: read_model::ReadError) -> ApiError {
-    ApiError::internal(error)
-}
-
 fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(20),
@@ -66,6 +62,7 @@ pub struct GetParams {
     params(("id" = Uuid, Path), GetParams),
     responses(
         (status = 200, body = CustomerResource, headers(("ETag" = String))), (status = 404, body = Problem),
+        (status = 429, description = "Too many reads of the tenant wait for min_version", body = Problem),
         (status = 504, description = "min_version not reached in time", body = Problem),
     ),
     security(("bearer" = []))
@@ -79,24 +76,29 @@ pub async fn get_customer(
     use axum::response::IntoResponse;
     let tenant = caller.tenant_with_role(&READERS)?.clone();
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let Some(min) = params.min_version else {
+        return read_model::customers::find(&app.store, &tenant, id)
+            .await?
+            .map(with_etag)
+            .ok_or(ApiError::NotFound);
+    };
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(5_000).min(30_000));
-    let deadline = Instant::now() + wait;
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first read, so progress noted in between is not missed.
+    let mut progress = app.version_waits.wait(tenant.as_str(), id)?;
     loop {
-        let found = read_model::customers::find(&app.store, &tenant, id)
+        if let Some(customer) = read_model::customers::find(&app.store, &tenant, id).await?
+            && customer.version >= min
+        {
+            return Ok(with_etag(customer));
+        }
+        if tokio::time::timeout_at(deadline, progress.woken())
             .await
-            .map_err(read_error)?;
-        match (found, params.min_version) {
-            (Some(customer), Some(min)) if customer.version >= min => {
-                return Ok(with_etag(customer));
-            }
-            (Some(customer), None) => return Ok(with_etag(customer)),
-            (None, None) => return Err(ApiError::NotFound),
-            _ if Instant::now() >= deadline => {
-                return Err(ApiError::Timeout(
-                    "the read model has not reached min_version yet; retry",
-                ));
-            }
-            _ => tokio::time::sleep(Duration::from_millis(25)).await,
+            .is_err()
+        {
+            return Err(ApiError::Timeout(
+                "the read model has not reached min_version yet; retry",
+            ));
         }
     }
 
@@ -153,8 +155,7 @@ pub async fn list_customers(
         })?;
     let items: Vec<CustomerResource> =
         read_model::customers::page(&app.store, &tenant, limit, after, params.include_archived)
-            .await
-            .map_err(read_error)?
+            .await?
             .into_iter()
             .map(CustomerResource::from)
             .collect();
@@ -212,8 +213,7 @@ pub async fn search_customers(
         limit,
         params.include_archived,
     )
-    .await
-    .map_err(read_error)?;
+    .await?;
     let items = items.into_iter().map(CustomerResource::from).collect();
     Ok(axum::Json(SearchResult { items, total }))
 }
@@ -238,8 +238,7 @@ pub async fn customer_history(
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let items: Vec<HistoryEntry> =
         read_model::history::of_customer(&app.es, &app.config.index_prefix, &tenant, id)
-            .await
-            .map_err(read_error)?
+            .await?
             .into_iter()
             .map(HistoryEntry::from)
             .collect();
@@ -307,8 +306,7 @@ pub async fn audit_log(
         limit,
         after,
     )
-    .await
-    .map_err(read_error)?;
+    .await?;
     Ok(axum::Json(AuditPage {
         items: items.into_iter().map(AuditEntry::from).collect(),
         next_cursor: next.map(|n| n.to_string()),

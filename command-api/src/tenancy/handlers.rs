@@ -129,6 +129,7 @@ fn tenant_stream(id: &TenantId) -> StreamId {
 
 impl Command for RegisterTenant {
     type Aggregate = TenantState;
+    const KEEPS_ROWS: bool = true;
 
     fn stream(&self) -> StreamId {
         tenant_stream(&self.id)
@@ -295,6 +296,7 @@ struct ChangeStatus {
 
 impl Command for ChangeStatus {
     type Aggregate = TenantState;
+    const KEEPS_ROWS: bool = true;
 
     fn stream(&self) -> StreamId {
         tenant_stream(&self.id)

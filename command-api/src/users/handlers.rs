@@ -141,6 +141,7 @@ impl RegisterUser {
 
 impl Command for RegisterUser {
     type Aggregate = UserState;
+    const KEEPS_ROWS: bool = true;
 
     fn stream(&self) -> StreamId {
         Self::stream(self.user_id)

@@ -15,7 +15,7 @@ pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, P
         let (action, document) = document(alias, envelope);
         entries.push((vec![index], action, document));
     }
-    let rejected = index_with_versions(&sinks.es, entries).await?;
+    let rejected = index_with_versions(&sinks.es, entries, false).await?;
     for envelope in batch {
         if envelope.stream_id.category() == TenantEvent::AGGREGATE
             && envelope.event_type == TenantRegistered::NAME

@@ -2,6 +2,7 @@
 //! Each touched stream is read whole from the event store and folded; the row is
 //! upserted only when the folded version is newer than the stored one.
 
+use read_model::progress;
 use schemas::EventEnvelope;
 use serde_json::json;
 use sqlx::AssertSqlSafe;
@@ -12,18 +13,32 @@ use crate::views::{self, CustomerView};
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
     let table = sinks.targets.of(Projection::Customers);
     let mut rejected = Vec::new();
+    // Readers waiting for a version are told when the rows they wait for commit; a table a
+    // replay is building has no readers yet.
+    let live = table == read_model::customers::TABLE;
     for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
         let mut tx = sinks.store.begin(&tenant).await?;
         let mut envelopes = read_streams(&mut tx, &streams).await?;
+        let mut written = Vec::with_capacity(streams.len());
         for (stream, touched) in &streams {
             let events = envelopes.remove(stream).unwrap_or_default();
             match views::fold(&events) {
                 Ok(views) => {
                     if let Some(view) = views.last() {
                         upsert(&mut tx, table, view).await?;
+                        written.push((view.customer_id, view.version));
                     }
                 }
                 Err(error) => rejected.extend(touched.rejected(stream, &error)),
+            }
+        }
+        if live {
+            for note in progress::payloads(tenant.as_str(), &written) {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(progress::CHANNEL)
+                    .bind(note)
+                    .execute(tx.connection())
+                    .await?;
             }
         }
         tx.commit().await?;

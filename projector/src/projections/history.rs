@@ -11,7 +11,7 @@ use crate::views::{self, HistoryEntry};
 
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
     let alias = sinks.targets.of(Projection::History);
-    index_touched_streams(sinks, batch, |tenant, stream, touched, events| {
+    index_touched_streams(sinks, batch, false, |tenant, stream, touched, events| {
         Ok(views::history(events)?
             .iter()
             .filter(|entry| entry.version >= touched.lowest_version)

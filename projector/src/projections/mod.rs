@@ -124,19 +124,65 @@ impl Projection {
     }
 }
 
-/// Decodes a record for `projection`, or says why it is poison for it.
+/// Decodes a record for `projection`, or says why it is poison for it. A reference record
+/// (an event too large for Kafka, `ce_dataref`) decodes without its payload, which
+/// [`complete`] then reads from the store.
 pub fn decode(projection: Projection, message: &OwnedMessage) -> Result<Incoming, String> {
-    use rdkafka::message::Message;
+    use rdkafka::message::{Headers, Message};
     let payload = message
         .payload()
         .ok_or_else(|| "the record has no value".to_owned())?;
     let envelope: EventEnvelope =
         serde_json::from_slice(payload).map_err(|e| format!("not an event envelope: {e}"))?;
-    projection.check(&envelope)?;
+    let reference = message
+        .headers()
+        .is_some_and(|headers| headers.iter().any(|h| h.key == relay::cloudevents::DATAREF));
+    if !reference {
+        projection.check(&envelope)?;
+    }
     Ok(Incoming {
         message: message.clone(),
         envelope,
+        reference,
     })
+}
+
+/// Reads the payloads of reference records from the store, then checks them as
+/// [`decode`] checks the others; returns the indices of those that are poison, with why.
+/// Safe to call again after an error: what was read stays read.
+pub async fn complete(
+    projection: Projection,
+    store: &EventStore,
+    incoming: &mut [Incoming],
+) -> Result<Rejected, ProjectionError> {
+    let mut rejected = Vec::new();
+    for (index, record) in incoming.iter_mut().enumerate() {
+        if !record.reference {
+            continue;
+        }
+        if record.envelope.payload.is_null() {
+            let envelope = &record.envelope;
+            let stored = store
+                .read_stream(
+                    &envelope.tenant_id,
+                    &envelope.stream_id,
+                    envelope.stream_version,
+                    1,
+                )
+                .await?;
+            match stored.into_iter().next() {
+                Some(event) if event.event_id == envelope.event_id => record.envelope = event,
+                _ => {
+                    rejected.push((index, "the referenced event is not in the store".to_owned()));
+                    continue;
+                }
+            }
+        }
+        if let Err(reason) = projection.check(&record.envelope) {
+            rejected.push((index, reason));
+        }
+    }
+    Ok(rejected)
 }
 
 /// Runs `projection` over a batch of events (from Kafka records, or from the event store
@@ -159,6 +205,8 @@ pub async fn apply(
 pub struct Incoming {
     pub message: OwnedMessage,
     pub envelope: EventEnvelope,
+    /// A reference record: its payload is read from the store ([`complete`]).
+    pub reference: bool,
 }
 
 /// What a projection could not use, by index into the batch, with the reason.
@@ -277,6 +325,7 @@ impl Touched {
 pub async fn index_touched_streams(
     sinks: &Sinks,
     batch: &[EventEnvelope],
+    refresh: bool,
     mut entries_of: impl FnMut(
         &TenantId,
         &StreamId,
@@ -302,7 +351,7 @@ pub async fn index_touched_streams(
             }
         }
     }
-    rejected.extend(index_with_versions(&sinks.es, entries).await?);
+    rejected.extend(index_with_versions(&sinks.es, entries, refresh).await?);
     Ok(rejected)
 }
 
@@ -324,10 +373,12 @@ pub async fn read_streams(
 
 /// Bulk-indexes `(records, action, document)` entries with external versions. A version
 /// conflict means Elasticsearch already has this or a newer version: done. Any other
-/// item error rejects the records the document was built from.
+/// item error rejects the records the document was built from. `refresh`: searchable at
+/// once rather than at the index's next refresh.
 pub async fn index_with_versions(
     es: &Es,
     entries: Vec<(Vec<usize>, Value, Value)>,
+    refresh: bool,
 ) -> Result<Rejected, ProjectionError> {
     if entries.is_empty() {
         return Ok(Vec::new());
@@ -339,7 +390,7 @@ pub async fn index_with_versions(
         lines.push(document);
         owners.push(records);
     }
-    let items = es.bulk(lines, false).await?;
+    let items = es.bulk(lines, refresh).await?;
     let mut rejected = Vec::new();
     for (item, records) in items.iter().zip(owners) {
         let result = &item["index"];

@@ -13,7 +13,11 @@ use read_model::search_text::search_text;
 
 pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
     let alias = sinks.targets.of(Projection::Search);
-    index_touched_streams(sinks, batch, |_, _, _, events| {
+    // A small batch is the live tail: make it searchable now (people search for what they
+    // just created). A large one is a catch-up, where one refresh a second is plenty and
+    // refreshing every batch would slow it down.
+    let refresh = batch.len() < REFRESH_BELOW;
+    index_touched_streams(sinks, batch, refresh, |_, _, _, events| {
         Ok(views::fold(events)?
             .last()
             .map(|view| (action(alias, view), document(view)))
@@ -22,6 +26,9 @@ pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, P
     })
     .await
 }
+
+/// Batches smaller than this are refreshed at once.
+const REFRESH_BELOW: usize = 100;
 
 pub fn action(index: &str, view: &CustomerView) -> Value {
     json!({ "index": { "_index": index, "_id": view.customer_id, "version": view.version, "version_type": "external" } })

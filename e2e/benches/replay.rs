@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use e2e::bench::{Report, Row, env_number};
 use event_store::testing::ScratchDatabase;
 use event_store::{
     EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, StreamId, TenantId,
@@ -34,13 +35,6 @@ use uuid::Uuid;
 const EVENTS_PER_CUSTOMER: usize = 10;
 const TENANTS: usize = 10;
 const BULK_DOCS: usize = 5000;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn metadata() -> EventMetadata {
     EventMetadata {
@@ -220,6 +214,18 @@ async fn main() {
         "replay / plain writes (_bulk + COPY) = {:.2}",
         plain_seconds / replay_seconds
     );
+    let mut summary = Report::new("replay");
+    summary.rows.push(Row::rate(
+        &format!("replay --projection all, {events} events, vs plain _bulk + COPY"),
+        "events/s",
+        rate(events, replay_seconds),
+        rate(events, plain_seconds),
+        Some(0.9),
+    ));
+    summary.notes.push(format!(
+        "verification of every tenant and projection afterwards: {verify_seconds:.1} s"
+    ));
+    summary.write();
 
     remove_layout(&es, &prefix).await;
 }
