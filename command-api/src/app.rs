@@ -2,6 +2,7 @@
 //! port before it runs (port 0 works), stopped by a cancellation token.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::{BoxError, Router};
 use event_store::EventStore;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -27,13 +28,14 @@ use crate::auth::revocation::RevocationList;
 use crate::auth::token::TokenService;
 use crate::auth::{login, password};
 use crate::config::ApiConfig;
+use crate::idempotency::FingerprintKey;
 use crate::limits::Limits;
 use crate::problem::ApiError;
 use crate::state::{AppInner, AppState};
 use crate::telemetry::HttpMetrics;
 use crate::tenancy::TenantRegistry;
 use crate::version_waits::VersionWaits;
-use crate::{customers, ops, request_ids, sync, tenancy, users};
+use crate::{customers, openapi, ops, request_ids, server, sync, tenancy, users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -47,23 +49,52 @@ pub enum StartupError {
     Elasticsearch(#[from] read_model::EsError),
     #[error("CHRONICLE_BOOTSTRAP_ADMIN: {0}")]
     Bootstrap(String),
+    #[error("{0}")]
+    DevelopmentSecret(#[from] service::dev_guard::DevelopmentSecret),
+    #[error("CHRONICLE_IDEMPOTENCY_SECRET must be at least 32 bytes")]
+    WeakIdempotencySecret,
 }
 
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     state: AppState,
 }
 
 impl Application {
     pub async fn build(config: ApiConfig) -> Result<Self, StartupError> {
+        service::dev_guard::check_database_url(
+            config.dev_mode,
+            "DATABASE_URL",
+            config.database_url.expose(),
+        )?;
+        if let Some(admin) = &config.bootstrap_admin
+            && let Some((_, password)) = admin.expose().split_once(':')
+        {
+            service::dev_guard::check_password(
+                config.dev_mode,
+                "CHRONICLE_BOOTSTRAP_ADMIN",
+                password,
+            )?;
+        }
         let keys = KeySet::from_config(&config)?;
+        let fingerprints = match &config.idempotency_secret {
+            Some(secret) if secret.expose().len() >= 32 => {
+                FingerprintKey::new(secret.expose().as_bytes())
+            }
+            Some(_) => return Err(StartupError::WeakIdempotencySecret),
+            None => keys.derived_fingerprint_key(),
+        };
         // A request waits at most the acquire budget for a connection; beyond it the pool is
         // saturated and the client is told to retry (503), never left hanging or given a 500.
         let pool = PgPoolOptions::new()
             .max_connections(config.db_pool_size.max(2))
             .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
-            .connect(config.database_url.expose())
+            .connect_with(
+                PgConnectOptions::from_str(config.database_url.expose())?
+                    .application_name("command-api"),
+            )
             .await?;
         if let Some(admin) = &config.bootstrap_admin {
             bootstrap_platform_admin(&pool, admin.expose()).await?;
@@ -77,15 +108,19 @@ impl Application {
             config.jwt_audience.clone(),
             Duration::from_secs(config.jwt_ttl_secs),
         );
-        let es = read_model::Es::new(&config.elasticsearch_url)?;
+        let es = read_model::Es::with_timeout(
+            &config.elasticsearch_url,
+            Duration::from_millis(config.elasticsearch_timeout_ms),
+        )?;
         let state = AppState::new(AppInner {
             es,
             limits: Limits::from_config(&config),
             store: EventStore::new(pool.clone()),
             tokens,
+            fingerprints,
             tenants: TenantRegistry::default(),
             revocations: RevocationList::default(),
-            http_metrics: Arc::new(HttpMetrics::default()),
+            http_metrics: Arc::new(HttpMetrics::new(config.metrics_max_tenants)),
             dummy_password_hash,
             ready: AtomicBool::new(false),
             version_waits: VersionWaits::new(
@@ -97,43 +132,69 @@ impl Application {
         state.tenants.reload(&pool).await?;
         state.revocations.reload(&pool).await?;
         let listener = TcpListener::bind(&state.config.http_addr).await?;
-        Ok(Self { listener, state })
+        let metrics_listener = TcpListener::bind(&state.config.metrics_addr).await?;
+        Ok(Self {
+            listener,
+            metrics_listener,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// Where `/metrics` for scrapers is served (useful with port 0).
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
     /// Serves until `shutdown`, then finishes the requests in flight.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            metrics_listener,
+            state,
+        } = self;
         tokio::spawn(sync::follow_changes(state.shared(), shutdown.clone()));
         tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
+        let ops = service::ops_server::spawn(
+            metrics_listener,
+            state.http_metrics.clone(),
+            shutdown.clone(),
+        );
         tracing::info!(addr = %listener.local_addr()?, "command api listening");
-        axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        let limits = server::ServerLimits {
+            header_read_timeout: Duration::from_millis(state.config.http_header_timeout_ms),
+            max_connections: state.config.http_max_connections,
+        };
+        let served = server::serve(listener, router(state), limits, shutdown).await;
+        let _ = ops.await;
+        served
     }
 }
 
 /// Every route, with the OpenAPI description generated from the handlers.
 pub fn router(state: AppState) -> Router {
     let max_in_flight = state.config.http_max_in_flight.max(1);
-    let (router, api) = OpenApiRouter::with_openapi(ops::ApiDoc::openapi())
-        .merge(login::router())
-        .merge(tenancy::handlers::router())
-        .merge(users::router())
-        .merge(customers::handlers::router())
-        .merge(customers::reads::router())
-        .merge(ops::router())
-        .split_for_parts();
+    let request_timeout = Duration::from_millis(state.config.http_request_timeout_ms);
+    let (router, api) = routes().split_for_parts();
+    // Serialized once: the document does not change while the server runs.
+    let document = axum::body::Bytes::from(
+        serde_json::to_vec(&openapi::published(api)).expect("the document serializes"),
+    );
     router
         .route(
             "/openapi.json",
-            axum::routing::get(move || std::future::ready(axum::Json(api.clone()))),
+            axum::routing::get(move || {
+                std::future::ready(
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        document.clone(),
+                    )
+                        .into_response(),
+                )
+            }),
         )
         .route_layer(middleware::from_fn_with_state(
             state.http_metrics.clone(),
@@ -152,16 +213,38 @@ pub fn router(state: AppState) -> Router {
                 // Beyond the configured number of requests in flight the server is saturated:
                 // refuse at once with a 503 and Retry-After rather than queue without bound.
                 // One semaphore for the whole server (a router layers each route apart).
-                .layer(HandleErrorLayer::new(|_: BoxError| {
-                    std::future::ready(ApiError::Unavailable {
-                        what: "the server is at capacity",
-                        retry_after_secs: 1,
+                // A request not done within its time (a body that trickles in) is a 408.
+                .layer(HandleErrorLayer::new(|error: BoxError| {
+                    std::future::ready(if error.is::<tower::timeout::error::Elapsed>() {
+                        ApiError::RequestTimeout
+                    } else {
+                        ApiError::Unavailable {
+                            what: "the server is at capacity",
+                            retry_after_secs: 1,
+                        }
                     })
                 }))
                 .load_shed()
-                .layer(GlobalConcurrencyLimitLayer::new(max_in_flight)),
+                .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
+                .timeout(request_timeout),
         )
         .with_state(state)
+}
+
+/// Every resource's routes, with the OpenAPI description generated from their handlers.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(login::router())
+        .merge(tenancy::handlers::router())
+        .merge(users::router())
+        .merge(customers::handlers::router())
+        .merge(customers::reads::router())
+        .merge(ops::router())
+}
+
+/// The OpenAPI document `GET /openapi.json` serves.
+pub fn openapi_document() -> serde_json::Value {
+    openapi::published(routes().split_for_parts().1)
 }
 
 /// Creates the first platform admin from `username:password` when none exists yet.

@@ -3,6 +3,7 @@
 //! | variable | default |
 //! |---|---|
 //! | `CHRONICLE_HTTP_ADDR` | `127.0.0.1:8080` |
+//! | `CHRONICLE_API_METRICS_ADDR` | `127.0.0.1:9466`: `/metrics` (with tenant labels) and `/healthz` for scrapers, no token; on the API's port `/metrics` needs a platform admin's token |
 //! | `DATABASE_URL` | the app role on `127.0.0.1:5432/chronicle` |
 //! | `CHRONICLE_JWT_KEYS_DIR` | `.chronicle/keys/jwt`: `<kid>.key.pem` signs (exactly one), every `<kid>.pub.pem` verifies |
 //! | `CHRONICLE_JWT_SIGNING_KEY`, `CHRONICLE_JWT_SIGNING_KID` | a PEM signing key from the environment instead of a file |
@@ -10,14 +11,21 @@
 //! | `CHRONICLE_JWT_ISSUER`, `CHRONICLE_JWT_AUDIENCE` | `chronicle`, `chronicle-api` |
 //! | `CHRONICLE_JWT_TTL_SECS` | `900` (15 minutes) |
 //! | `CHRONICLE_BOOTSTRAP_ADMIN` | unset; `username:password` of the first platform admin |
-//! | `CHRONICLE_LOGIN_PER_ADDRESS_PER_MINUTE` | `30` login attempts per client address |
-//! | `CHRONICLE_LOGIN_PER_ACCOUNT_PER_MINUTE` | `10` login attempts per account |
+//! | `CHRONICLE_LOGIN_PER_ADDRESS_PER_MINUTE` | `30` failed logins per client network (an IPv4 address, an IPv6 /64); beyond it 429 until the budget refills |
+//! | `CHRONICLE_LOGIN_PER_ACCOUNT_PER_MINUTE` | `10` failed logins per account from one client network; successful logins are never counted |
+//! | `CHRONICLE_IDEMPOTENCY_SECRET` | unset: derived from the JWT signing key. The key of the HMAC that fingerprints requests for `Idempotency-Key`; set it (32+ bytes, the same on every instance) to keep fingerprints valid across a signing-key rotation |
 //! | `CHRONICLE_TENANT_WRITES_PER_SECOND`, `CHRONICLE_TENANT_WRITE_BURST` | `50`, `100` writes per tenant |
 //! | `ELASTICSEARCH_URL` | `http://127.0.0.1:9200`: search, history and audit reads |
 //! | `CHRONICLE_INDEX_PREFIX` | `chronicle`: the aliases `<prefix>-customers`, `-history`, `-audit` |
 //! | `CHRONICLE_DB_POOL_SIZE` | `32` connections to PostgreSQL |
 //! | `CHRONICLE_DB_ACQUIRE_TIMEOUT_MS` | `2000`: how long a request waits for a connection before it is answered 503 with `Retry-After` |
+//! | `CHRONICLE_HTTP_HEADER_TIMEOUT_MS` | `10000`: a request's headers must arrive within this, and an idle kept-alive connection is closed after it |
+//! | `CHRONICLE_HTTP_REQUEST_TIMEOUT_MS` | `40000`: a whole request (body included) must be done within this, else 408 (above the longest `?min_version` wait, 30 s) |
+//! | `CHRONICLE_HTTP_MAX_CONNECTIONS` | `1024` connections at once; more wait to be accepted |
 //! | `CHRONICLE_HTTP_MAX_IN_FLIGHT` | `512` requests at once; more are answered 503 with `Retry-After` at once |
+//! | `CHRONICLE_ELASTICSEARCH_TIMEOUT_MS` | `5000`: a search, history or audit read that Elasticsearch does not answer in time is a 503 with `Retry-After` |
+//! | `CHRONICLE_METRICS_MAX_TENANTS` | `100`: tenants that get a `tenant` label of their own in `/metrics`; the rest are counted as `other` (the cardinality bound) |
+//! | `CHRONICLE_DEV_MODE` | `false`: `true` allows the development passwords (database roles named as their passwords, the bootstrap admin's `dev-admin-password`); `./dev` sets it |
 //! | `CHRONICLE_MIN_VERSION_WAITS_PER_TENANT`, `CHRONICLE_MIN_VERSION_WAITS_TOTAL` | `200`, `1000`: reads waiting for `?min_version` at once; more are answered 429 |
 
 use std::path::PathBuf;
@@ -30,12 +38,16 @@ pub use service::Secret;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiConfig {
     pub http_addr: String,
+    /// `/metrics` and `/healthz` for scrapers, without a token: keep it off public networks.
+    pub metrics_addr: String,
     pub database_url: Secret,
     pub jwt_keys_dir: PathBuf,
     pub jwt_signing_key: Option<Secret>,
     pub jwt_signing_kid: Option<String>,
     pub jwt_algorithm: String,
     pub jwt_hs256_secret: Option<Secret>,
+    /// Keys the HMAC of request fingerprints; derived from the signing key when unset.
+    pub idempotency_secret: Option<Secret>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub jwt_ttl_secs: u64,
@@ -49,14 +61,22 @@ pub struct ApiConfig {
     pub db_pool_size: u32,
     pub db_acquire_timeout_ms: u64,
     pub http_max_in_flight: usize,
+    pub http_header_timeout_ms: u64,
+    pub http_request_timeout_ms: u64,
+    pub http_max_connections: usize,
     pub min_version_waits_per_tenant: usize,
     pub min_version_waits_total: usize,
+    /// Allows development passwords (refused otherwise): `CHRONICLE_DEV_MODE`.
+    pub dev_mode: bool,
+    pub elasticsearch_timeout_ms: u64,
+    pub metrics_max_tenants: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:8080".to_owned(),
+            metrics_addr: "127.0.0.1:9466".to_owned(),
             database_url: Secret::new(
                 "postgres://chronicle_app:chronicle_app@127.0.0.1:5432/chronicle",
             ),
@@ -65,6 +85,7 @@ impl Default for ApiConfig {
             jwt_signing_kid: None,
             jwt_algorithm: "EdDSA".to_owned(),
             jwt_hs256_secret: None,
+            idempotency_secret: None,
             jwt_issuer: "chronicle".to_owned(),
             jwt_audience: "chronicle-api".to_owned(),
             jwt_ttl_secs: 900,
@@ -78,18 +99,31 @@ impl Default for ApiConfig {
             db_pool_size: 32,
             db_acquire_timeout_ms: 2_000,
             http_max_in_flight: 512,
+            http_header_timeout_ms: 10_000,
+            http_request_timeout_ms: 40_000,
+            http_max_connections: 1_024,
             min_version_waits_per_tenant: 200,
             min_version_waits_total: 1_000,
+            dev_mode: false,
+            elasticsearch_timeout_ms: 5_000,
+            metrics_max_tenants: 100,
         }
     }
 }
 
 impl ApiConfig {
-    /// Defaults, then `DATABASE_URL` and every `CHRONICLE_<FIELD>` variable.
+    /// Defaults, then `DATABASE_URL` and every `CHRONICLE_<FIELD>` variable (the metrics
+    /// address is `CHRONICLE_API_METRICS_ADDR`).
     pub fn from_env() -> Result<Self, Box<figment::Error>> {
         Figment::from(Serialized::defaults(Self::default()))
             .merge(Env::raw().only(&["DATABASE_URL", "ELASTICSEARCH_URL"]))
-            .merge(Env::prefixed("CHRONICLE_"))
+            .merge(Env::prefixed("CHRONICLE_").ignore(&["metrics_addr"]))
+            // Named like the relay's and the projector's, all three set side by side.
+            .merge(
+                Env::raw()
+                    .only(&["CHRONICLE_API_METRICS_ADDR"])
+                    .map(|_| "metrics_addr".into()),
+            )
             .extract()
             .map_err(Box::new)
     }

@@ -5,6 +5,9 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::problem::{ApiError, FieldError};
 
@@ -141,17 +144,72 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             .ok()
             .map(str::trim)
             .and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
+            // Digits only: `u64::from_str` would also take a sign (`"+3"`), which no ETag of
+            // ours has.
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|v| v.parse().ok())
             .map(Self)
             .ok_or_else(|| {
-                ApiError::BadRequest("If-Match must be a version in quotes, e.g. \"3\"".to_owned())
+                ApiError::BadHeader(FieldError::new(
+                    "If-Match",
+                    "must be a version in quotes, e.g. \"3\"",
+                ))
             })
+    }
+}
+
+impl utoipa::IntoParams for IfMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("If-Match")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::True)
+                .description(Some(
+                    "The version you read, in quotes (the `ETag`), e.g. `\"3\"`: 428 without it, \
+                     412 when the resource is at another version",
+                ))
+                // Up to 19 digits: every such number is a u64 (a longer one may not be).
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(r#"^"[0-9]{1,19}"$"#)),
+                ))
+                .build(),
+        ]
     }
 }
 
 /// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey(pub Option<String>);
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+}
+
+impl utoipa::IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Makes retries safe for 24 hours: the same key with the same request \
+                     returns the first response; with another request it is a 422",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(Self::MAX_LEN))
+                        .pattern(Some("^[!-~]+$")),
+                ))
+                .build(),
+        ]
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
@@ -164,7 +222,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .to_str()
             .ok()
             .map(str::trim)
-            .filter(|k| (1..=255).contains(&k.len()));
+            .filter(|k| (1..=Self::MAX_LEN).contains(&k.len()));
         match key {
             Some(key) if key.chars().all(|c| c.is_ascii_graphic()) => {
                 Ok(Self(Some(key.to_owned())))
@@ -222,6 +280,30 @@ mod tests {
             "{}",
             wrong_type[0].message
         );
+    }
+
+    fn if_match(value: &str) -> Result<u64, ApiError> {
+        let request = axum::http::Request::builder()
+            .header(IF_MATCH, value)
+            .body(())
+            .expect("a request");
+        let (mut parts, ()) = request.into_parts();
+        let extracted = IfMatch::from_request_parts(&mut parts, &());
+        futures_util::FutureExt::now_or_never(extracted)
+            .expect("reading a header does not wait")
+            .map(|IfMatch(version)| version)
+    }
+
+    #[test]
+    fn if_match_is_a_quoted_version_and_nothing_else() {
+        assert_eq!(if_match("\"3\"").ok(), Some(3));
+        assert_eq!(if_match(" \"12\" ").ok(), Some(12));
+        for malformed in ["3", "*", "\"+3\"", "\"\"", "W/\"3\"", "\"-1\"", "\"3 \""] {
+            assert!(
+                matches!(if_match(malformed), Err(ApiError::BadHeader(_))),
+                "{malformed}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! `Idempotency-Key`: the same key with the same request returns the first response and
 //! appends nothing; the same key with another request is a 422. Records last 24 hours,
-//! per tenant (platform admins' writes have a table of their own).
+//! per tenant and user (platform admins' writes have a table of their own): one user's key
+//! never replays, or collides with, another user's request.
+//!
+//! "The same request" is decided by a fingerprint of the method, path and body: an HMAC
+//! under a server secret ([`FingerprintKey`]), because a body may hold a password (a new
+//! user's), and a plain digest in the table would let anyone who can read the database
+//! test guesses against it at hash speed.
 //!
 //! The check, the command and the record share one transaction, and requests with the
 //! same key serialize on a transaction-scoped advisory lock: a retry that arrives while
@@ -11,9 +17,11 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use event_store::TenantId;
+use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::extract::IdempotencyKey;
 use crate::problem::ApiError;
@@ -66,36 +74,62 @@ impl IntoResponse for StoredResponse {
     }
 }
 
+/// The secret that keys request fingerprints; every instance must hold the same.
+#[derive(Clone)]
+pub struct FingerprintKey(Hmac<Sha256>);
+
+impl std::fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FingerprintKey(<redacted>)")
+    }
+}
+
+impl FingerprintKey {
+    pub fn new(secret: &[u8]) -> Self {
+        Self(Hmac::new_from_slice(secret).expect("HMAC takes keys of any length"))
+    }
+
+    /// A key derived from other secret material (the JWT signing key), under a label of
+    /// its own so that the derived key says nothing about the material.
+    pub fn derived_from(material: &[u8]) -> Self {
+        let mut digest = Sha256::new();
+        digest.update(b"chronicle/idempotency-fingerprint/v1\0");
+        digest.update(material);
+        Self::new(&digest.finalize())
+    }
+
+    /// The fingerprint of a request: method, path and body.
+    pub fn of(&self, method: &Method, path: &str, body: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(method.as_str().as_bytes());
+        mac.update(b" ");
+        mac.update(path.as_bytes());
+        mac.update(b"\n");
+        mac.update(body);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// One write's idempotency: nothing to do without a key.
 #[derive(Debug)]
 pub struct Idempotency {
     scope: Scope,
+    user: Uuid,
     key: Option<String>,
     fingerprint: String,
 }
 
 impl Idempotency {
-    /// `fingerprint` covers the method, the path and the body: "the same request".
-    pub fn new(
-        scope: Scope,
-        key: IdempotencyKey,
-        method: &Method,
-        path: &str,
-        body: &[u8],
-    ) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(method.as_str());
-        hasher.update(b" ");
-        hasher.update(path);
-        hasher.update(b"\n");
-        hasher.update(body);
-        let fingerprint = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+    /// `fingerprint` ([`FingerprintKey::of`]) identifies "the same request"; `user` is the
+    /// caller, whose keys these are.
+    pub fn new(scope: Scope, user: Uuid, key: IdempotencyKey, fingerprint: String) -> Self {
         Self {
             scope,
+            user,
             key: key.0,
             fingerprint,
         }
@@ -121,8 +155,8 @@ impl Idempotency {
             return Ok(None);
         };
         let lock_key = match &self.scope {
-            Scope::Tenant(tenant) => format!("idempotency:{tenant}:{key}"),
-            Scope::Platform => format!("idempotency:~platform:{key}"),
+            Scope::Tenant(tenant) => format!("idempotency:{tenant}:{}:{key}", self.user),
+            Scope::Platform => format!("idempotency:~platform:{}:{key}", self.user),
         };
         sqlx::query!(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -136,8 +170,10 @@ impl Idempotency {
                 Recorded,
                 r#"SELECT request_fingerprint, response_status, response_headers, response_body
                    FROM idempotency_keys
-                   WHERE tenant_id = $1 AND idempotency_key = $2 AND created_at > now() - interval '24 hours'"#,
+                   WHERE tenant_id = $1 AND user_id = $2 AND idempotency_key = $3
+                     AND created_at > now() - interval '24 hours'"#,
                 tenant.as_str(),
+                self.user,
                 key
             )
             .fetch_optional(&mut *conn)
@@ -146,7 +182,8 @@ impl Idempotency {
                 Recorded,
                 r#"SELECT request_fingerprint, response_status, response_headers, response_body
                    FROM platform_idempotency_keys
-                   WHERE idempotency_key = $1 AND created_at > now() - interval '24 hours'"#,
+                   WHERE user_id = $1 AND idempotency_key = $2 AND created_at > now() - interval '24 hours'"#,
+                self.user,
                 key
             )
             .fetch_optional(&mut *conn)
@@ -183,15 +220,16 @@ impl Idempotency {
         match &self.scope {
             Scope::Tenant(tenant) => sqlx::query!(
                 r#"INSERT INTO idempotency_keys
-                       (tenant_id, idempotency_key, request_fingerprint, response_status, response_headers, response_body)
-                   VALUES ($1, $2, $3, $4, $5, $6)
-                   ON CONFLICT (tenant_id, idempotency_key) DO UPDATE SET
+                       (tenant_id, user_id, idempotency_key, request_fingerprint, response_status, response_headers, response_body)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   ON CONFLICT (tenant_id, user_id, idempotency_key) DO UPDATE SET
                        request_fingerprint = EXCLUDED.request_fingerprint,
                        response_status = EXCLUDED.response_status,
                        response_headers = EXCLUDED.response_headers,
                        response_body = EXCLUDED.response_body,
                        created_at = now()"#,
                 tenant.as_str(),
+                self.user,
                 key,
                 self.fingerprint,
                 status,
@@ -202,14 +240,15 @@ impl Idempotency {
             .await?,
             Scope::Platform => sqlx::query!(
                 r#"INSERT INTO platform_idempotency_keys
-                       (idempotency_key, request_fingerprint, response_status, response_headers, response_body)
-                   VALUES ($1, $2, $3, $4, $5)
-                   ON CONFLICT (idempotency_key) DO UPDATE SET
+                       (user_id, idempotency_key, request_fingerprint, response_status, response_headers, response_body)
+                   VALUES ($1, $2, $3, $4, $5, $6)
+                   ON CONFLICT (user_id, idempotency_key) DO UPDATE SET
                        request_fingerprint = EXCLUDED.request_fingerprint,
                        response_status = EXCLUDED.response_status,
                        response_headers = EXCLUDED.response_headers,
                        response_body = EXCLUDED.response_body,
                        created_at = now()"#,
+                self.user,
                 key,
                 self.fingerprint,
                 status,

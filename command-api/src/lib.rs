@@ -14,11 +14,14 @@
 //! - [`idempotency`]: `Idempotency-Key`, recorded in the write's own transaction.
 //! - [`limits`]: rate limits for logins and per-tenant writes.
 //! - [`extract`]: JSON bodies, `If-Match`, `Idempotency-Key`, each failing with a problem.
+//! - [`server`]: the HTTP server: header and idle timeouts, a connection cap, graceful stop.
 //! - [`request_ids`]: `X-Request-ID` / `X-Correlation-ID` bounded before anything reads them.
 //! - [`problem`]: [`problem::ApiError`], mapped once to `application/problem+json`.
 //! - [`telemetry`]: request spans (request id, tenant) and Prometheus metrics.
 //! - [`version_waits`]: reads waiting for `?min_version`, woken by the read model's progress.
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, the OpenAPI frame.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`openapi`]: the published OpenAPI document: its frame, what every operation shares,
+//!   the schemas of what clients send.
 //! - `testing` (feature `testing`): the API on port 0 for a test, driven over HTTP.
 
 pub mod app;
@@ -29,9 +32,11 @@ pub mod customers;
 pub mod extract;
 pub mod idempotency;
 pub mod limits;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod request_ids;
+pub mod server;
 pub mod state;
 pub mod sync;
 pub mod telemetry;

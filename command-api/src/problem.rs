@@ -52,6 +52,7 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -77,6 +78,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("timed out")]
     Timeout(&'static str),
+    /// The client took too long to send its request.
+    #[error("request timeout")]
+    RequestTimeout,
     /// Overloaded or a dependency away for a moment: the client should retry, and is told
     /// when. Never a 500: nothing is wrong with the request or with Chronicle's code.
     #[error("unavailable: {what}")]
@@ -108,6 +112,7 @@ impl ApiError {
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -120,6 +125,7 @@ impl ApiError {
             Self::Unauthenticated(why) => (*why).to_owned(),
             Self::InvalidCredentials => "tenant, username or password is wrong".to_owned(),
             Self::Forbidden(why) => (*why).to_owned(),
+
             Self::NotFound => "no such resource".to_owned(),
             Self::MethodNotAllowed => "this resource does not support the method".to_owned(),
             Self::Conflict(detail) => detail.clone(),
@@ -142,6 +148,7 @@ impl ApiError {
                 format!("too many requests; retry in {retry_after_secs} s")
             }
             Self::Timeout(what) => (*what).to_owned(),
+            Self::RequestTimeout => "the request was not received in time".to_owned(),
             Self::Unavailable {
                 what,
                 retry_after_secs,
@@ -156,6 +163,7 @@ impl ApiError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::InvalidCredentials => "invalid-credentials",
             Self::Forbidden(_) => "forbidden",
+
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
@@ -167,6 +175,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::RateLimited { .. } => "rate-limited",
             Self::Timeout(_) => "timeout",
+            Self::RequestTimeout => "request-timeout",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -212,6 +221,13 @@ impl From<read_model::ReadError> for ApiError {
                 Self::Unavailable {
                     what: "search is unavailable for a moment",
                     retry_after_secs: 1,
+                }
+            }
+            read_model::ReadError::Elasticsearch(error) if error.is_missing_index() => {
+                tracing::warn!(%error, "search indices missing; answering 503");
+                Self::Unavailable {
+                    what: "the search indices are not set up yet",
+                    retry_after_secs: 5,
                 }
             }
             read_model::ReadError::Elasticsearch(error) => Self::internal(error),

@@ -11,6 +11,7 @@ use read_model::Es;
 use crate::auth::revocation::RevocationList;
 use crate::auth::token::TokenService;
 use crate::config::ApiConfig;
+use crate::idempotency::FingerprintKey;
 use crate::limits::Limits;
 use crate::telemetry::HttpMetrics;
 use crate::tenancy::TenantRegistry;
@@ -22,6 +23,8 @@ pub struct AppInner {
     pub config: ApiConfig,
     pub store: EventStore,
     pub tokens: TokenService,
+    /// Keys the fingerprints of requests sent with an `Idempotency-Key`.
+    pub fingerprints: FingerprintKey,
     pub tenants: TenantRegistry,
     pub revocations: RevocationList,
     pub limits: Limits,

@@ -2,10 +2,12 @@
 //! tenant, so every log line of a request names both; and Prometheus request counts and
 //! latencies labelled by tenant, route and status.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -48,15 +50,21 @@ struct RequestLabels {
     tenant: String,
 }
 
+/// Request metrics. The `tenant` label is bounded (the cardinality plan): the first
+/// `max_tenants` tenants seen get a label of their own, every later one is counted as
+/// `other`, so a platform with many tenants cannot grow the series without bound. (Per-
+/// tenant detail beyond that belongs to logs, which carry the tenant on every line.)
 #[derive(Debug)]
 pub struct HttpMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
+    labelled_tenants: Mutex<HashSet<String>>,
+    max_tenants: usize,
 }
 
-impl Default for HttpMetrics {
-    fn default() -> Self {
+impl HttpMetrics {
+    pub fn new(max_tenants: usize) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -76,11 +84,29 @@ impl Default for HttpMetrics {
             registry,
             requests,
             duration,
+            labelled_tenants: Mutex::default(),
+            max_tenants,
         }
     }
-}
 
-impl HttpMetrics {
+    /// The label value of `tenant`: its id while there is room, `other` after.
+    fn tenant_label(&self, tenant: Option<&String>) -> String {
+        let Some(tenant) = tenant else {
+            return "-".to_owned();
+        };
+        let mut labelled = self
+            .labelled_tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if labelled.contains(tenant) {
+            return tenant.clone();
+        }
+        if labelled.len() < self.max_tenants {
+            labelled.insert(tenant.clone());
+            return tenant.clone();
+        }
+        "other".to_owned()
+    }
     pub fn render(&self) -> String {
         service::ops_server::render(&self.registry)
     }
@@ -107,7 +133,18 @@ pub async fn observe(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().to_string();
+    // Clients may send any token as a method: only the standard ones get a label (and a
+    // log field) of their own, so neither grows with what clients invent.
+    let method = match *request.method() {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS => request.method().to_string(),
+        _ => "OTHER".to_owned(),
+    };
     let context = RequestContext {
         request_id: request_id.clone(),
         correlation_id,
@@ -125,11 +162,7 @@ pub async fn observe(
         method,
         route,
         status,
-        tenant: context
-            .tenant
-            .get()
-            .cloned()
-            .unwrap_or_else(|| "-".to_owned()),
+        tenant: metrics.tenant_label(context.tenant.get()),
     };
     metrics.requests.get_or_create(&labels).inc();
     metrics
@@ -144,4 +177,35 @@ pub async fn observe(
         )
     });
     response
+}
+
+impl service::ops_server::Observed for HttpMetrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The operations address answers while the process runs; readiness (dependencies)
+    /// is `/readyz` on the API's port.
+    fn health(&self) -> service::ops_server::Health {
+        service::ops_server::Health {
+            ok: true,
+            body: serde_json::json!({ "status": "ok" }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tenant_label_is_bounded() {
+        let metrics = HttpMetrics::new(2);
+        let label = |t: &str| metrics.tenant_label(Some(&t.to_owned()));
+        assert_eq!(label("acme"), "acme");
+        assert_eq!(label("globex"), "globex");
+        assert_eq!(label("initech"), "other");
+        assert_eq!(label("acme"), "acme", "those labelled keep their label");
+        assert_eq!(metrics.tenant_label(None), "-");
+    }
 }

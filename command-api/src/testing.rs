@@ -23,6 +23,8 @@ pub const PASSWORD: &str = "correct horse battery";
 #[derive(Debug)]
 pub struct TestApp {
     pub base: String,
+    /// The operations listener (`/metrics` for scrapers, no token).
+    pub metrics_base: String,
     pub client: reqwest::Client,
     pub keys_dir: PathBuf,
     pub db: Arc<ScratchDatabase>,
@@ -77,31 +79,59 @@ impl TestApp {
         Self::spawn_on(db, customize).await
     }
 
+    /// Like [`TestApp::spawn_with`], without waiting for readiness: for tests of an
+    /// instance that cannot become ready (a dependency away).
+    pub async fn spawn_unready(customize: impl FnOnce(&mut ApiConfig)) -> Self {
+        let db = Arc::new(ScratchDatabase::create().await);
+        let (keys_dir, mut config) = Self::config_on(&db);
+        customize(&mut config);
+        Self::start(db, keys_dir, config, false).await
+    }
+
     /// The API on an existing scratch database (one a pipeline already reads).
     pub async fn spawn_on(
         db: Arc<ScratchDatabase>,
         customize: impl FnOnce(&mut ApiConfig),
     ) -> Self {
+        let (keys_dir, mut config) = Self::config_on(&db);
+        customize(&mut config);
+        Self::start(db, keys_dir, config, true).await
+    }
+
+    /// A fresh key pair, and the configuration of an API on `db` with it.
+    fn config_on(db: &ScratchDatabase) -> (PathBuf, ApiConfig) {
         let keys_dir =
             std::env::temp_dir().join(format!("chronicle-keys-{}", uuid::Uuid::now_v7().simple()));
         crate::auth::keys::write_key_pair(&keys_dir, "test-key").unwrap();
-        let mut config = ApiConfig {
+        let config = ApiConfig {
             http_addr: "127.0.0.1:0".to_owned(),
+            metrics_addr: "127.0.0.1:0".to_owned(),
             database_url: Secret::new(db.app_url()),
+            dev_mode: true,
             jwt_keys_dir: keys_dir.clone(),
             bootstrap_admin: Some(Secret::new(format!("platform-admin:{ADMIN_PASSWORD}"))),
             ..ApiConfig::default()
         };
-        customize(&mut config);
-        Self::start(db, keys_dir, config).await
+        (keys_dir, config)
     }
 
     /// Another instance of the API on the same database and keys, as in a deployment.
     pub async fn second_instance(&self) -> Self {
-        Self::start(self.db.clone(), self.keys_dir.clone(), self.config.clone()).await
+        Self::start(
+            self.db.clone(),
+            self.keys_dir.clone(),
+            self.config.clone(),
+            true,
+        )
+        .await
     }
 
-    async fn start(db: Arc<ScratchDatabase>, keys_dir: PathBuf, config: ApiConfig) -> Self {
+    async fn start(
+        db: Arc<ScratchDatabase>,
+        keys_dir: PathBuf,
+        config: ApiConfig,
+        wait_for_readiness: bool,
+    ) -> Self {
         let shutdown = CancellationToken::new();
         let (bound, address) = tokio::sync::oneshot::channel();
         let server = std::thread::spawn({
@@ -115,14 +145,19 @@ impl TestApp {
                     .unwrap();
                 runtime.block_on(async move {
                     let app = Application::build(config).await.expect("the API starts");
-                    let _ = bound.send(app.local_addr().unwrap());
+                    let _ = bound.send((app.local_addr().unwrap(), app.metrics_addr().unwrap()));
                     app.run(shutdown).await.unwrap();
                 });
             }
         });
-        let base = format!("http://{}", address.await.expect("the API bound its port"));
+        let (address, metrics_address) = address.await.expect("the API bound its ports");
+        let base = format!("http://{address}");
+        if wait_for_readiness {
+            wait_until_ready(&base).await;
+        }
         Self {
             base,
+            metrics_base: format!("http://{metrics_address}"),
             client: reqwest::Client::new(),
             keys_dir,
             db,
@@ -261,5 +296,27 @@ impl TestApp {
         let tenant = event_store::TenantId::parse(tenant).unwrap();
         let stream = event_store::StreamId::parse(stream).unwrap();
         store.read_stream(&tenant, &stream, 1, 1000).await.unwrap()
+    }
+}
+
+/// Authenticated requests get 503 until the instance follows the change feed: wait for it,
+/// as a load balancer's readiness probe would.
+async fn wait_until_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ready = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API at {base} was not ready within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -347,7 +347,7 @@ async fn an_idempotency_key_replays_the_first_response_and_refuses_another_body(
     assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Only one customer exists.
-    let store = event_store::EventStore::new(app.db.app_pool(1).await);
+    let store = event_store::EventStore::new(app.db.projector_pool(1).await);
     let log = store
         .read_global_log(event_store::LogPosition::START, 1000)
         .await

@@ -16,9 +16,26 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     let ready = app.send(Method::GET, "/readyz", None, None, &[]).await;
     assert_eq!(ready.status, StatusCode::OK, "{:?}", ready.body);
 
-    let metrics = app
+    // The API's port names tenants in /metrics to platform admins only; scrapers read the
+    // same on the operations listener.
+    let anonymous = app.send(Method::GET, "/metrics", None, None, &[]).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let tenant_admin = app
+        .send(Method::GET, "/metrics", Some(&admin), None, &[])
+        .await;
+    assert_eq!(tenant_admin.status, StatusCode::FORBIDDEN);
+    let platform = app.platform_token().await;
+    let as_platform = app
         .client
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(&platform)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_platform.status(), StatusCode::OK);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.metrics_base))
         .send()
         .await
         .unwrap()
@@ -154,6 +171,8 @@ async fn sigterm_drains_requests_in_flight() {
     let port = event_store::testing::free_port();
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_command-api"))
         .env("CHRONICLE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        // Not the default metrics address: `./dev up`'s API may hold it.
+        .env("CHRONICLE_API_METRICS_ADDR", "127.0.0.1:0")
         .env("DATABASE_URL", db.app_url())
         .env("CHRONICLE_JWT_KEYS_DIR", &keys)
         .env(

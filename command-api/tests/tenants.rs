@@ -96,7 +96,7 @@ async fn users_are_managed_by_tenant_admins() {
     );
 
     // The password is in no event.
-    let store = event_store::EventStore::new(app.db.app_pool(1).await);
+    let store = event_store::EventStore::new(app.db.projector_pool(1).await);
     let log = store
         .read_global_log(event_store::LogPosition::START, 1000)
         .await

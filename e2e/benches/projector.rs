@@ -134,7 +134,7 @@ struct Freshness {
 
 async fn freshness(rate: u64, seconds: u64) -> Freshness {
     let db = Arc::new(ScratchDatabase::create().await);
-    let pipeline = Pipeline::start(&db.app_url()).await;
+    let pipeline = Pipeline::start(&db).await;
     let prefix = pipeline.index_prefix().to_owned();
     let app = TestApp::spawn_on(db.clone(), |config| {
         config.index_prefix = prefix;
@@ -288,7 +288,7 @@ async fn freshness(rate: u64, seconds: u64) -> Freshness {
 async fn throughput(count: usize) -> (f64, f64) {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(8).await);
-    let relay_only = Pipeline::start_with(&db.app_url(), &[]).await;
+    let relay_only = Pipeline::start_with(&db, &[]).await;
     let tenant = TenantId::parse("bench").unwrap();
 
     // Write the customers (not timed), 8 writers at once.

@@ -125,7 +125,8 @@ async fn main() {
         &Uuid::now_v7().simple().to_string()[24..]
     );
     let config = ProjectorConfig {
-        database_url: Secret::new(db.app_url()),
+        database_url: Secret::new(db.projector_url()),
+        dev_mode: true,
         database_admin_url: Secret::new(db.admin_url()),
         elasticsearch_url: event_store::testing::env_url("ELASTICSEARCH_URL"),
         index_prefix: prefix.clone(),
@@ -159,7 +160,8 @@ async fn main() {
     assert!(verification.iter().all(|v| v.passed()), "{verification:#?}");
 
     // The baselines: the same documents, written plainly (only the writes are timed).
-    let baseline = baseline(&store, &es, &prefix, &db).await;
+    let log_reader = EventStore::new(db.projector_pool(2).await);
+    let baseline = baseline(&log_reader, &es, &prefix, &db).await;
     assert_eq!(baseline.rows as u64, report.documents_written["customers"]);
     let written_docs: u64 = ["search", "history", "audit"]
         .iter()

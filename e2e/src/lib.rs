@@ -4,11 +4,14 @@
 //! # Layout
 //! - [`System`]: the whole pipeline for one test or benchmark.
 //! - [`bench`]: percentiles and the report every benchmark writes for `./dev bench`.
+//! - [`lab`]: the real processes under load, for `./dev chaos` and `./dev soak` (the
+//!   `chaos` and `soak` binaries).
 //! - `tests/`: the read endpoints through the pipeline.
 //! - `benches/`: `relay`, `commands`, `projector` and `replay`, each against its raw
 //!   baseline in the same run.
 
 pub mod bench;
+pub mod lab;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -28,7 +31,7 @@ pub struct System {
 impl System {
     pub async fn start() -> Self {
         let db = Arc::new(ScratchDatabase::create().await);
-        let pipeline = Pipeline::start(&db.app_url()).await;
+        let pipeline = Pipeline::start(&db).await;
         let prefix = pipeline.index_prefix().to_owned();
         let app = TestApp::spawn_on(db, |config| config.index_prefix = prefix).await;
         Self { pipeline, app }

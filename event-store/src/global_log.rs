@@ -178,7 +178,9 @@ impl RawLogEvent {
     }
 }
 
-/// Like [`read`], with payloads and metadata as stored JSON text.
+/// Like [`read`], with payloads and metadata as stored JSON text, through the view
+/// `global_log` (the relay's role; see the roles migration): the same horizon, the same
+/// order, without the function's cost.
 pub(crate) async fn read_raw(
     pool: &PgPool,
     after: LogPosition,
@@ -193,11 +195,14 @@ pub(crate) async fn read_raw(
                payload AS "payload!: Json<Box<RawValue>>",
                metadata AS "metadata!: Json<Box<RawValue>>",
                recorded_at AS "recorded_at!"
-        FROM read_global_log($1::text::xid8, $2, $3)
+        FROM global_log
+        WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+        ORDER BY transaction_id, global_position
+        LIMIT $3
         "#,
         after.transaction_id.to_string(),
         i64::try_from(after.global_position).expect("positions fit in bigint"),
-        i32::try_from(max_events).unwrap_or(i32::MAX),
+        i64::from(max_events),
     )
     .fetch_all(pool)
     .await?;

@@ -226,7 +226,7 @@ async fn a_single_pooled_connection_never_carries_a_tenant_into_the_next_request
 }
 
 #[tokio::test]
-async fn the_global_log_is_the_only_cross_tenant_read() {
+async fn the_global_log_is_the_only_cross_tenant_read_and_the_api_role_cannot_make_it() {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(2).await);
     for name in ["acme", "globex"] {
@@ -240,19 +240,47 @@ async fn the_global_log_is_the_only_cross_tenant_read() {
             .await
             .unwrap();
     }
-    let log = read_global_log_until(&store, 2).await;
+    // The projector's role reads it through the function, the relay's through the view.
+    let projector = EventStore::new(db.projector_pool(1).await);
+    let log = read_global_log_until(&projector, 2).await;
     let mut tenants: Vec<String> = log.iter().map(|e| e.event.tenant_id.to_string()).collect();
     tenants.sort();
     assert_eq!(tenants, vec!["acme", "globex"]);
-
-    // The switch the function flips is honoured for the owner only: the app role
-    // setting it gains nothing.
-    let mut conn = store.pool().acquire().await.unwrap();
-    sqlx::query("SELECT set_config('chronicle.global_log_reader', 'on', false)")
-        .execute(&mut *conn)
+    let relay = EventStore::new(db.relay_pool(1).await);
+    let raw = relay
+        .read_global_log_raw(event_store::LogPosition::START, 10)
         .await
         .unwrap();
-    assert_eq!(count_events(&mut conn).await, 0);
+    assert_eq!(raw.len(), 2);
+
+    // The API's role can neither: not the function, not the view, not the checkpoint.
+    let mut app = store.pool().acquire().await.unwrap();
+    for statement in [
+        "SELECT * FROM read_global_log('0'::xid8, 0, 10)",
+        "SELECT * FROM global_log",
+        "SELECT * FROM event_tenants()",
+        "SELECT * FROM relay_checkpoints",
+        "UPDATE relay_wakeup SET listening = true",
+    ] {
+        let refused = sqlx::query(statement).execute(&mut *app).await.unwrap_err();
+        assert_eq!(
+            refused
+                .as_database_error()
+                .and_then(|e| e.code())
+                .as_deref(),
+            Some("42501"),
+            "the app role may not: {statement}"
+        );
+    }
+    // Nor does the switch the function flips help it (it is honoured for the owner only),
+    // and the projector's role outside the function sees one tenant at a time like any.
+    sqlx::query("SELECT set_config('chronicle.global_log_reader', 'on', false)")
+        .execute(&mut *app)
+        .await
+        .unwrap();
+    assert_eq!(count_events(&mut app).await, 0);
+    let mut projector_conn = projector.pool().acquire().await.unwrap();
+    assert_eq!(count_events(&mut projector_conn).await, 0);
 
     // And a plain owner session without it sees nothing either.
     let mut owner = db.owner_connection().await;

@@ -43,12 +43,18 @@ PROCESS_TIMEOUT=30
 # already set wins.
 # ---------------------------------------------------------------------------------------------
 : "${DATABASE_URL:=postgres://chronicle_app:chronicle_app@127.0.0.1:5432/chronicle}"
+: "${CHRONICLE_RELAY_DATABASE_URL:=postgres://chronicle_relay:chronicle_relay@127.0.0.1:5432/chronicle}"
+: "${CHRONICLE_PROJECTOR_DATABASE_URL:=postgres://chronicle_projector:chronicle_projector@127.0.0.1:5432/chronicle}"
+# The passwords above (each role's own name) and the bootstrap admin's are development
+# ones: the binaries refuse them unless this says so.
+: "${CHRONICLE_DEV_MODE:=true}"
 : "${DATABASE_ADMIN_URL:=postgres://chronicle_owner:chronicle_owner@127.0.0.1:5432/chronicle}"
 : "${KAFKA_BROKERS:=127.0.0.1:9092}"
 : "${ELASTICSEARCH_URL:=http://127.0.0.1:9200}"
 : "${CHRONICLE_HTTP_ADDR:=127.0.0.1:8080}"
 : "${CHRONICLE_RELAY_METRICS_ADDR:=127.0.0.1:9464}"
 : "${CHRONICLE_PROJECTOR_METRICS_ADDR:=127.0.0.1:9465}"
+: "${CHRONICLE_API_METRICS_ADDR:=127.0.0.1:9466}"
 : "${CHRONICLE_BOOTSTRAP_ADMIN:=platform-admin:dev-admin-password}"
 : "${CHRONICLE_JWT_KEYS_DIR:=$STATE/keys/jwt}"
 : "${RUST_LOG:=info}"
@@ -56,8 +62,10 @@ PROCESS_TIMEOUT=30
 : "${KAFKA_HEAP_OPTS:=-Xms256m -Xmx512m}"
 : "${ES_JAVA_OPTS:=-Xms512m -Xmx1g}"
 ENV_VARS=(DATABASE_URL DATABASE_ADMIN_URL KAFKA_BROKERS ELASTICSEARCH_URL CHRONICLE_HTTP_ADDR
-  CHRONICLE_RELAY_METRICS_ADDR CHRONICLE_PROJECTOR_METRICS_ADDR CHRONICLE_BOOTSTRAP_ADMIN
-  CHRONICLE_JWT_KEYS_DIR RUST_LOG)
+  CHRONICLE_RELAY_METRICS_ADDR CHRONICLE_PROJECTOR_METRICS_ADDR CHRONICLE_API_METRICS_ADDR
+  CHRONICLE_BOOTSTRAP_ADMIN
+  CHRONICLE_JWT_KEYS_DIR RUST_LOG CHRONICLE_RELAY_DATABASE_URL CHRONICLE_PROJECTOR_DATABASE_URL
+  CHRONICLE_DEV_MODE)
 export "${ENV_VARS[@]}"
 
 # cargo may not be on PATH in a non-login shell.

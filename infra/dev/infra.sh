@@ -146,6 +146,29 @@ postgres_bootstrap() {
     die "postgres: applying infra/postgres/bootstrap.sql failed"
 }
 
+# ./dev test's check that bootstrap.sql never resets an existing role's password: each
+# role's password is changed, bootstrap.sql applied again, and no stored hash may move.
+# The original hashes are put back afterwards (ALTER ROLE accepts a SCRAM verifier as is).
+postgres_check_bootstrap_keeps_passwords() {
+  local roles=(chronicle_owner chronicle_app chronicle_relay chronicle_projector) role
+  local hashes="SELECT string_agg(rolname || '=' || coalesce(rolpassword, ''), ' ' ORDER BY rolname)
+    FROM pg_authid WHERE rolname IN ('chronicle_owner', 'chronicle_app', 'chronicle_relay', 'chronicle_projector')"
+  local -A original=()
+  for role in "${roles[@]}"; do
+    original[$role]="$(pg_super_psql -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = '$role'")"
+    pg_super_psql -c "ALTER ROLE $role PASSWORD 'bootstrap-check-$RANDOM$RANDOM'"
+  done
+  local changed after
+  changed="$(pg_super_psql -At -c "$hashes")"
+  postgres_bootstrap
+  after="$(pg_super_psql -At -c "$hashes")"
+  for role in "${roles[@]}"; do
+    pg_super_psql -c "ALTER ROLE $role PASSWORD '${original[$role]}'"
+  done
+  [ "$changed" = "$after" ] || die "postgres: infra/postgres/bootstrap.sql reset an existing role's password"
+  say "postgres: bootstrap.sql leaves existing roles' passwords alone (checked)"
+}
+
 # Drop scratch databases left behind by earlier test runs.
 postgres_drop_test_databases() {
   local sql="SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database WHERE datname LIKE 'chronicle\\_test\\_%'"

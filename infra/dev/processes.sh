@@ -47,7 +47,7 @@ process_addr() {
 
 process_url() {
   case $1 in
-    command-api) printf 'http://%s' "$CHRONICLE_HTTP_ADDR" ;;
+    command-api) printf 'http://%s (metrics: http://%s/metrics)' "$CHRONICLE_HTTP_ADDR" "$CHRONICLE_API_METRICS_ADDR" ;;
     *) printf 'http://%s/metrics' "$(process_addr "$1")" ;;
   esac
 }
@@ -116,8 +116,10 @@ summary() {
   cat <<EOF
 
 Chronicle is up ($(infra_mode) infrastructure).
-  PostgreSQL     app:   $DATABASE_URL
-                 admin: $DATABASE_ADMIN_URL
+  PostgreSQL     app:       $DATABASE_URL
+                 relay:     $CHRONICLE_RELAY_DATABASE_URL
+                 projector: $CHRONICLE_PROJECTOR_DATABASE_URL
+                 admin:     $DATABASE_ADMIN_URL
   Kafka          $KAFKA_BROKERS
   Elasticsearch  $ELASTICSEARCH_URL
 EOF

@@ -12,6 +12,35 @@ ensure_sqlx_cli() {
     { tail -n 30 "$LOG_DIR/sqlx-cli-install.log" >&2; die "cargo install sqlx-cli failed"; }
 }
 
+# The fuzz test's schemathesis (command-api/tests/fuzz.rs) in a virtual environment of its
+# own, installed from infra/fuzz/requirements.txt when missing or when that file changed (a
+# copy of it in the environment records what was installed).
+FUZZ_VENV="$TOOLS_DIR/fuzz-venv"
+FUZZ_REQUIREMENTS="$ROOT/infra/fuzz/requirements.txt"
+ensure_schemathesis() {
+  if [ -x "$FUZZ_VENV/bin/schemathesis" ] && cmp -s "$FUZZ_REQUIREMENTS" "$FUZZ_VENV/requirements.txt"; then
+    return 0
+  fi
+  local python="" candidate
+  for candidate in python3 python3.13 python3.12 python3.11; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      python=$candidate
+      break
+    fi
+  done
+  [ -n "$python" ] || die "the fuzz test's schemathesis needs Python 3.11 or later (python3.11 on PATH will do)"
+  # Debian splits venv and ensurepip out of the interpreter's package.
+  "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv
+  say "test: installing schemathesis ($(rel "$FUZZ_REQUIREMENTS")) into $(rel "$FUZZ_VENV")"
+  rm -rf "$FUZZ_VENV"
+  { "$python" -m venv "$FUZZ_VENV" &&
+    "$FUZZ_VENV/bin/pip" install --disable-pip-version-check --no-input -r "$FUZZ_REQUIREMENTS"; } \
+    >>"$LOG_DIR/fuzz-install.log" 2>&1 ||
+    { tail -n 30 "$LOG_DIR/fuzz-install.log" >&2; die "installing schemathesis failed (log: $(rel "$LOG_DIR/fuzz-install.log"))"; }
+  cp "$FUZZ_REQUIREMENTS" "$FUZZ_VENV/requirements.txt"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Subcommands
 # ---------------------------------------------------------------------------------------------
@@ -125,11 +154,14 @@ cmd_test() {
   build
   migrate
   postgres_drop_test_databases
+  postgres_check_bootstrap_keeps_passwords
   # Tests that stop Kafka run a broker of their own from the native jars and JDK (fetched
   # under Docker Compose too: the cache makes that a no-op after the first time).
   kafka_install
   find_java
   export CHRONICLE_KAFKA_LIBS="$KAFKA_LIBS" CHRONICLE_JAVA="$JAVA_HOME_SEL/bin/java"
+  ensure_schemathesis
+  export CHRONICLE_SCHEMATHESIS="$FUZZ_VENV/bin/schemathesis"
   local args=(--workspace --lib --bins --tests) a
   for a in "$@"; do
     case $a in
@@ -170,6 +202,69 @@ cmd_bench() {
     ran+=("$name")
   done
   python3 "$ROOT/infra/bench/report.py" "$CHRONICLE_BENCH_DIR" "${ran[@]}"
+}
+
+# ./dev chaos and ./dev soak run the e2e crate's `chaos` and `soak` binaries (e2e/src/lab):
+# Chronicle's own processes started by the binary on a scratch database and prefixes of
+# their own, beside whatever `./dev up` runs. Chaos stops and starts the shared
+# infrastructure through `./dev _infra`.
+lab_prepare() {
+  infra_up
+  build
+  migrate
+  postgres_drop_test_databases
+  export CHRONICLE_DEV="$ROOT/dev" CHRONICLE_STATE="$STATE"
+}
+
+cmd_chaos() {
+  have_workspace || die "no Cargo.toml: nothing to run"
+  lab_prepare
+  cd "$ROOT"
+  export CHRONICLE_LAB_BIN_DIR="$ROOT/target/debug"
+  say "chaos: two of each process (target/debug), faults one after another; logs in $(rel "$LOG_DIR")/chaos/"
+  "$ROOT/target/debug/chaos" "$@"
+}
+
+cmd_soak() {
+  have_workspace || die "no Cargo.toml: nothing to run"
+  lab_prepare
+  cd "$ROOT"
+  # Memory and lag are judged on what would be deployed: the release build.
+  say "soak: cargo build --release (command-api, relay, projector)"
+  cargo build --release -p command-api -p relay -p projector --bins
+  export CHRONICLE_LAB_BIN_DIR="$ROOT/target/release"
+  "$ROOT/target/debug/soak" "$@"
+}
+
+# ./dev _infra <stop|start|restart> <kafka|elasticsearch|postgres>: what chaos does to the
+# infrastructure. A PostgreSQL restart is an immediate shutdown (no checkpoint, clients cut
+# off), then a start; Kafka and Elasticsearch stop as on SIGTERM.
+cmd__infra() {
+  local action=${1:-} service=${2:-}
+  case $action in stop | start | restart) ;; *) die "usage: ./dev _infra <stop|start|restart> <kafka|elasticsearch|postgres>" ;; esac
+  if [ "$(infra_mode)" = compose ]; then
+    case $action in
+      stop) compose kill "$service" ;;
+      start) compose start "$service" ;;
+      restart) compose kill "$service" && compose start "$service" ;;
+    esac
+    return
+  fi
+  case $service:$action in
+    kafka:stop) kafka_down ;;
+    kafka:start) kafka_up ;;
+    kafka:restart) kafka_down && kafka_up ;;
+    elasticsearch:stop) elasticsearch_down ;;
+    elasticsearch:start) elasticsearch_up ;;
+    elasticsearch:restart) elasticsearch_down && elasticsearch_up ;;
+    postgres:stop) pg_as "$(pg_bin)/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 60 -s ;;
+    postgres:start) postgres_up ;;
+    postgres:restart)
+      pg_as "$(pg_bin)/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 60 -s
+      postgres_up
+      ;;
+    *) die "unknown service '$service' (kafka, elasticsearch, postgres)" ;;
+  esac
 }
 
 cmd_lint() {

@@ -25,6 +25,8 @@ use read_model::{Es, EsError};
 pub enum ProjectorError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    DevelopmentSecret(#[from] service::dev_guard::DevelopmentSecret),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("elasticsearch: {0}")]
@@ -46,6 +48,11 @@ impl Projector {
         config: &ProjectorConfig,
         projections: &[Projection],
     ) -> Result<Self, ProjectorError> {
+        service::dev_guard::check_database_url(
+            config.dev_mode,
+            "CHRONICLE_PROJECTOR_DATABASE_URL",
+            config.database_url.expose(),
+        )?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .connect(config.database_url.expose())
@@ -58,7 +65,9 @@ impl Projector {
         relay::topics::create_topics(&admin, &[config.dlq_topic()], 1, 1).await?;
 
         let sinks = Sinks::live(EventStore::new(pool), es, &config.index_prefix);
-        let metrics = Arc::new(ProjectorMetrics::default());
+        let metrics = Arc::new(ProjectorMetrics::with_stall_after(Duration::from_millis(
+            config.stall_after_ms,
+        )));
         let dead_letters = DeadLetters::new(config)?;
         let runners = projections
             .iter()

@@ -2,7 +2,9 @@
 //!
 //! | variable | default |
 //! |---|---|
-//! | `DATABASE_URL` | the app role on `127.0.0.1:5432/chronicle` |
+//! | `CHRONICLE_PROJECTOR_DATABASE_URL` | the projector's role on `127.0.0.1:5432/chronicle`: tenant-scoped reads of the store, the read model's writes, the global log through its function |
+//! | `CHRONICLE_DEV_MODE` | `false`: `true` allows the development passwords |
+//! | `CHRONICLE_PROJECTOR_RELAY_NAME` | `relay`: whose checkpoint the lag counts unpublished events from |
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` |
 //! | `ELASTICSEARCH_URL` | `http://127.0.0.1:9200` |
 //! | `CHRONICLE_TOPIC_PREFIX` | `chronicle`: topics `<prefix>.<aggregate>.events`, dead letters `<prefix>.dlq` |
@@ -14,6 +16,7 @@
 //! | `DATABASE_ADMIN_URL` | the owner role on `127.0.0.1:5432/chronicle`: `projector replay` creates and renames read-model tables with it |
 //! | `CHRONICLE_PROJECTOR_REPLAY_KEEP` | `2`: previous indices and tables a replay keeps for `--rollback` |
 //! | `CHRONICLE_PROJECTOR_REPLAY_BULK_DOCS` | `5000` documents per bulk write while rebuilding |
+//! | `CHRONICLE_PROJECTOR_STALL_AFTER_MS` | `30000`: events waiting this long with nothing projected, or a batch failing this long, make `/healthz` not ok |
 //! | `CHRONICLE_PROJECTOR_VERIFY_ATTEMPTS` | `10`: a tenant whose projection differs from the store is checked again (1 s apart) this many times before it counts as a mismatch, so live lag is not reported as one |
 
 use std::time::Duration;
@@ -38,13 +41,18 @@ pub struct ProjectorConfig {
     pub replay_keep: usize,
     pub replay_bulk_docs: usize,
     pub verify_attempts: u32,
+    pub stall_after_ms: u64,
+    /// Allows development passwords (refused otherwise).
+    pub dev_mode: bool,
+    /// The relay whose checkpoint says what is not in Kafka yet (part of the lag).
+    pub relay_name: String,
 }
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
             database_url: Secret::new(
-                "postgres://chronicle_app:chronicle_app@127.0.0.1:5432/chronicle",
+                "postgres://chronicle_projector:chronicle_projector@127.0.0.1:5432/chronicle",
             ),
             kafka_brokers: "127.0.0.1:9092".to_owned(),
             elasticsearch_url: "http://127.0.0.1:9200".to_owned(),
@@ -60,6 +68,9 @@ impl Default for ProjectorConfig {
             replay_keep: 2,
             replay_bulk_docs: 5000,
             verify_attempts: 10,
+            dev_mode: false,
+            relay_name: "relay".to_owned(),
+            stall_after_ms: 30_000,
         }
     }
 }
@@ -67,15 +78,14 @@ impl Default for ProjectorConfig {
 impl ProjectorConfig {
     pub fn from_env() -> Result<Self, Box<figment::Error>> {
         Figment::from(Serialized::defaults(Self::default()))
-            .merge(Env::raw().only(&[
-                "DATABASE_URL",
-                "DATABASE_ADMIN_URL",
-                "KAFKA_BROKERS",
-                "ELASTICSEARCH_URL",
-            ]))
+            .merge(Env::raw().only(&["DATABASE_ADMIN_URL", "KAFKA_BROKERS", "ELASTICSEARCH_URL"]))
             .merge(
                 Env::raw()
-                    .only(&["CHRONICLE_TOPIC_PREFIX", "CHRONICLE_INDEX_PREFIX"])
+                    .only(&[
+                        "CHRONICLE_TOPIC_PREFIX",
+                        "CHRONICLE_INDEX_PREFIX",
+                        "CHRONICLE_DEV_MODE",
+                    ])
                     .map(|key| {
                         key.as_str()
                             .trim_start_matches("CHRONICLE_")

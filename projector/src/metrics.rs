@@ -1,5 +1,19 @@
 //! Per-projection metrics and health, on the projector's metrics port: records projected,
-//! records parked in the dead-letter topic, and lag (records behind, seconds behind).
+//! records parked in the dead-letter topic, and lag.
+//!
+//! Lag is counted from the store's head, not from what this member happens to hold: the
+//! records on every partition of the projection's topics not yet committed by its consumer
+//! group (whoever holds them), plus the events in the store the relay has not published
+//! yet. A dead member's partitions, an empty group or a stuck relay all show as lag.
+//!
+//! Health tells the truth, per projection: not ok when the lag cannot be measured, when
+//! this member has had no partitions for [`UNASSIGNED_AFTER`], when events wait and nothing
+//! was projected for [`STALL_AFTER`], or when a batch has been failing for that long.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,7 +21,18 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use service::ops_server::{Health, Observed};
-use std::sync::atomic::AtomicU64;
+
+use crate::projections::Projection;
+
+/// How long events may wait with nothing projected, or a batch keep failing, before the
+/// projection reports itself not ok (by default; `CHRONICLE_PROJECTOR_STALL_AFTER_MS`).
+pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a member may hold no partition before it reports itself not ok (and rejoins).
+pub const UNASSIGNED_AFTER: Duration = Duration::from_secs(30);
+
+/// How old the last lag measurement may be before the projection reports itself not ok.
+const MEASURED_WITHIN: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectionLabel {
@@ -21,6 +46,35 @@ pub struct ProjectorMetrics {
     pub dead_lettered: Family<ProjectionLabel, Counter>,
     pub lag_events: Family<ProjectionLabel, Gauge>,
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
+    pub assigned_partitions: Family<ProjectionLabel, Gauge>,
+    states: Mutex<HashMap<Projection, State>>,
+    stall_after: Duration,
+}
+
+/// What a projection's health is computed from.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    /// When a batch was last projected (or the projection started).
+    progressed: Instant,
+    /// Since when the current batch keeps failing.
+    failing_since: Option<Instant>,
+    /// Since when this member holds no partition.
+    unassigned_since: Option<Instant>,
+    /// When the lag was last measured.
+    measured: Option<Instant>,
+    waiting: i64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            progressed: Instant::now(),
+            failing_since: None,
+            unassigned_since: Some(Instant::now()),
+            measured: None,
+            waiting: 0,
+        }
+    }
 }
 
 impl Default for ProjectorMetrics {
@@ -31,7 +85,10 @@ impl Default for ProjectorMetrics {
             dead_lettered: Family::default(),
             lag_events: Family::default(),
             lag_seconds: Family::default(),
+            assigned_partitions: Family::default(),
             registry: Registry::default(),
+            states: Mutex::default(),
+            stall_after: STALL_AFTER,
         };
         registry.register(
             "projected_records",
@@ -45,13 +102,18 @@ impl Default for ProjectorMetrics {
         );
         registry.register(
             "lag_events",
-            "Records on the projection's topics not yet projected",
+            "Events not yet projected: uncommitted records on every partition of the projection's topics, and events the relay has not published",
             metrics.lag_events.clone(),
         );
         registry.register(
             "lag_seconds",
             "How old the newest projected event is while records wait",
             metrics.lag_seconds.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Partitions this member holds for the projection",
+            metrics.assigned_partitions.clone(),
         );
         Self {
             registry,
@@ -61,10 +123,119 @@ impl Default for ProjectorMetrics {
 }
 
 impl ProjectorMetrics {
+    /// Metrics whose health calls a projection stuck after `stall_after` without progress.
+    pub fn with_stall_after(stall_after: Duration) -> Self {
+        Self {
+            stall_after,
+            ..Self::default()
+        }
+    }
+
     pub fn label(projection: &str) -> ProjectionLabel {
         ProjectionLabel {
             projection: projection.to_owned(),
         }
+    }
+
+    fn states(&self) -> MutexGuard<'_, HashMap<Projection, State>> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A batch of `projection` was projected.
+    pub fn progressed(&self, projection: Projection) {
+        let mut states = self.states();
+        let state = states.entry(projection).or_default();
+        state.progressed = Instant::now();
+        state.failing_since = None;
+    }
+
+    /// A batch of `projection` failed and is being retried.
+    pub fn failing(&self, projection: Projection) {
+        self.states()
+            .entry(projection)
+            .or_default()
+            .failing_since
+            .get_or_insert_with(Instant::now);
+    }
+
+    /// The lag was measured: `waiting` events, `assigned` partitions held here.
+    pub fn measured(&self, projection: Projection, waiting: i64, assigned: usize) {
+        let label = Self::label(projection.name());
+        self.lag_events.get_or_create(&label).set(waiting);
+        self.assigned_partitions
+            .get_or_create(&label)
+            .set(i64::try_from(assigned).unwrap_or(i64::MAX));
+        if waiting == 0 {
+            self.lag_seconds.get_or_create(&label).set(0.0);
+        }
+        let mut states = self.states();
+        let state = states.entry(projection).or_default();
+        state.measured = Some(Instant::now());
+        state.waiting = waiting;
+        if assigned > 0 {
+            state.unassigned_since = None;
+        } else {
+            state.unassigned_since.get_or_insert_with(Instant::now);
+        }
+        // Nothing waiting is not a stall, however long it has been quiet.
+        if waiting == 0 {
+            state.progressed = Instant::now();
+        }
+    }
+
+    /// Whether this member has held no partition of `projection` for too long (it should
+    /// leave the group and join again).
+    pub fn unassigned_too_long(&self, projection: Projection) -> bool {
+        self.states()
+            .get(&projection)
+            .and_then(|s| s.unassigned_since)
+            .is_some_and(|since| since.elapsed() > UNASSIGNED_AFTER)
+    }
+
+    /// This member left its group and joined again: the time without partitions counts
+    /// afresh, so the join is given its time before the next judgement.
+    pub fn rejoined(&self, projection: Projection) {
+        if let Some(state) = self.states().get_mut(&projection)
+            && state.unassigned_since.is_some()
+        {
+            state.unassigned_since = Some(Instant::now());
+        }
+    }
+
+    /// What is wrong with `projection`, if anything.
+    fn problems(&self, projection: Projection) -> Vec<String> {
+        let state = self.states().get(&projection).copied().unwrap_or_default();
+        let mut problems = Vec::new();
+        if state
+            .measured
+            .is_none_or(|at| at.elapsed() > MEASURED_WITHIN)
+        {
+            problems.push("the lag cannot be measured (Kafka or the store away)".to_owned());
+        }
+        if let Some(since) = state.unassigned_since
+            && since.elapsed() > UNASSIGNED_AFTER
+        {
+            problems.push(format!(
+                "no partition assigned for {} s",
+                since.elapsed().as_secs()
+            ));
+        }
+        if state.waiting > 0 && state.progressed.elapsed() > self.stall_after {
+            problems.push(format!(
+                "{} events wait and nothing was projected for {} s",
+                state.waiting,
+                state.progressed.elapsed().as_secs()
+            ));
+        }
+        if let Some(since) = state.failing_since
+            && since.elapsed() > self.stall_after
+        {
+            problems.push(format!(
+                "a batch has failed for {} s (its store or index away?)",
+                since.elapsed().as_secs()
+            ));
+        }
+        problems
     }
 }
 
@@ -73,25 +244,34 @@ impl Observed for ProjectorMetrics {
         &self.registry
     }
 
-    /// Each projection's lag.
+    /// Each projection's lag and problems; ok only when none has any.
     fn health(&self) -> Health {
-        let projections: serde_json::Map<String, serde_json::Value> =
-            crate::projections::Projection::ALL
-                .iter()
-                .map(|p| {
-                    let label = Self::label(p.name());
-                    (
-                        p.name().to_owned(),
-                        serde_json::json!({
-                            "lag_events": self.lag_events.get_or_create(&label).get(),
-                            "lag_seconds": self.lag_seconds.get_or_create(&label).get(),
-                        }),
-                    )
-                })
-                .collect();
+        let mut ok = true;
+        let projections: serde_json::Map<String, serde_json::Value> = Projection::ALL
+            .iter()
+            .filter(|p| self.states().contains_key(p))
+            .map(|p| {
+                let label = Self::label(p.name());
+                let problems = self.problems(*p);
+                ok &= problems.is_empty();
+                (
+                    p.name().to_owned(),
+                    serde_json::json!({
+                        "status": if problems.is_empty() { "ok" } else { "failing" },
+                        "lag_events": self.lag_events.get_or_create(&label).get(),
+                        "lag_seconds": self.lag_seconds.get_or_create(&label).get(),
+                        "assigned_partitions": self.assigned_partitions.get_or_create(&label).get(),
+                        "problems": problems,
+                    }),
+                )
+            })
+            .collect();
         Health {
-            ok: true,
-            body: serde_json::json!({ "status": "ok", "projections": projections }),
+            ok,
+            body: serde_json::json!({
+                "status": if ok { "ok" } else { "failing" },
+                "projections": projections,
+            }),
         }
     }
 }

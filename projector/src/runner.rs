@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use event_store::EventStore;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -28,6 +29,34 @@ pub struct Runner {
     batch_size: usize,
     batch_wait: Duration,
     topics: Vec<String>,
+    /// Whose checkpoint says what is not yet in Kafka (part of the lag).
+    relay_name: String,
+    errors: KafkaErrorLog,
+}
+
+/// Kafka errors, logged at most every [`KafkaErrorLog::EVERY`] with how many were not.
+#[derive(Debug, Default)]
+struct KafkaErrorLog {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl KafkaErrorLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn note(&self, projection: Projection, error: &rdkafka::error::KafkaError) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, suppressed) = &mut *state;
+        if last.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            *suppressed += 1;
+            return;
+        }
+        tracing::warn!(projection = projection.name(), %error, suppressed = *suppressed, "kafka error; the client retries by itself");
+        *last = Some(std::time::Instant::now());
+        *suppressed = 0;
+    }
 }
 
 impl std::fmt::Debug for Runner {
@@ -57,6 +86,15 @@ impl Runner {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("topic.metadata.refresh.interval.ms", "5000")
+            // A dead member is noticed in seconds (its partitions go to the living), and a
+            // broker that went away and came back is reached again in seconds, not after
+            // librdkafka's minute-long request timeout.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "2000")
+            .set("socket.timeout.ms", "10000")
+            .set("socket.connection.setup.timeout.ms", "5000")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("socket.keepalive.enable", "true")
             .create()?;
         let topics: Vec<String> = projection
             .aggregates()
@@ -72,6 +110,8 @@ impl Runner {
             batch_size: config.batch_size,
             batch_wait: config.batch_wait(),
             topics,
+            relay_name: config.relay_name.clone(),
+            errors: KafkaErrorLog::default(),
         })
     }
 
@@ -83,31 +123,54 @@ impl Runner {
             self.projection,
             self.consumer.clone(),
             self.topics.clone(),
+            self.sinks.store.clone(),
+            self.relay_name.clone(),
             self.metrics.clone(),
             shutdown.clone(),
         ));
         while let Some(batch) = self.next_batch(&shutdown).await {
+            if batch.is_empty() && self.metrics.unassigned_too_long(self.projection) {
+                // Held no partition for long (the group lost it, a coordinator that went
+                // away): leave and join again rather than wait to be given some.
+                tracing::warn!(
+                    projection = self.projection.name(),
+                    "no partitions for too long; rejoining the group"
+                );
+                self.consumer.unsubscribe();
+                self.consumer.subscribe(&names)?;
+                // Give the join its time before judging it again.
+                self.metrics.rejoined(self.projection);
+            }
             if !self.project(batch, &shutdown).await {
                 break;
             }
         }
+        // The lag task may be inside a blocking Kafka call with seconds of timeout left
+        // (committed offsets from a coordinator that is going away): shutdown does not wait
+        // for a measurement nobody will read.
+        lag.abort();
         let _ = lag.await;
         tracing::info!(projection = self.projection.name(), "projection stopped");
         Ok(())
     }
 
     /// Up to `batch_size` records: waits for the first, then at most `batch_wait` for more.
+    /// An empty batch after a quiet while, so the loop can look after itself.
     async fn next_batch(&self, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
         let first = tokio::select! {
             () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(Duration::from_secs(5)) => return Some(Vec::new()),
             message = self.consumer.recv() => message,
         };
         let mut batch = Vec::with_capacity(self.batch_size);
         match first {
             Ok(message) => batch.push(message.detach()),
             Err(error) => {
-                tracing::warn!(projection = self.projection.name(), %error, "kafka error; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // librdkafka reports each failed reconnection while a broker is away and
+                // recovers by itself. Waiting here would only slow the draining of those
+                // reports, and with it the group's rejoin once the broker is back: go
+                // straight on, and say so once in a while rather than each time.
+                self.errors.note(self.projection, &error);
                 return Some(batch);
             }
         }
@@ -163,14 +226,18 @@ impl Runner {
             .map(|record| (record.message, record.envelope))
             .unzip();
 
-        let (projection, sinks) = (self.projection, &self.sinks);
-        let batch_events = &envelopes;
-        let projected = retry::until_ok(shutdown, "projecting the batch", move || {
-            projections::apply(projection, sinks, batch_events)
-        })
-        .await;
-        let Some(rejected) = projected else {
-            return false;
+        let mut backoff = retry::Backoff::new();
+        let rejected = loop {
+            match projections::apply(self.projection, &self.sinks, &envelopes).await {
+                Ok(rejected) => break rejected,
+                Err(error) => {
+                    self.metrics.failing(self.projection);
+                    tracing::warn!(projection = self.projection.name(), %error, "projecting the batch failed; retrying");
+                    if !backoff.wait(shutdown).await {
+                        return false;
+                    }
+                }
+            }
         };
         poison.extend(
             rejected
@@ -181,7 +248,7 @@ impl Runner {
         for (message, reason) in &poison {
             let dead_letters = &self.dead_letters;
             let parked = retry::until_ok(shutdown, "parking a record", move || {
-                dead_letters.park(message, projection.name(), reason)
+                dead_letters.park(message, self.projection.name(), reason)
             })
             .await;
             if parked.is_none() {
@@ -191,6 +258,7 @@ impl Runner {
         }
 
         self.commit(&batch);
+        self.metrics.progressed(self.projection);
         self.metrics
             .projected
             .get_or_create(&label)
@@ -230,34 +298,60 @@ impl Runner {
     }
 }
 
-/// Records behind per projection: high watermark minus committed offset, summed over the
-/// assigned partitions, every two seconds.
+/// Events behind per projection, every two seconds (see the metrics module): the records
+/// on every partition of its topics that its group has not committed, plus the events the
+/// relay has not published; and how many partitions this member holds. Kafka's calls
+/// block: they run on the blocking pool.
 async fn track_lag(
     projection: Projection,
     consumer: Arc<StreamConsumer>,
     topics: Vec<String>,
+    store: EventStore,
+    relay_name: String,
     metrics: Arc<ProjectorMetrics>,
     shutdown: CancellationToken,
 ) {
-    let label = ProjectorMetrics::label(projection.name());
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
-        let consumer = consumer.clone();
-        let topics = topics.clone();
-        let lag = tokio::task::spawn_blocking(move || lag_of(&consumer, &topics)).await;
-        if let Ok(Ok(lag)) = lag {
-            metrics.lag_events.get_or_create(&label).set(lag);
-            if lag == 0 {
-                metrics.lag_seconds.get_or_create(&label).set(0.0);
+        let in_kafka = {
+            let (consumer, topics) = (consumer.clone(), topics.clone());
+            tokio::task::spawn_blocking(move || kafka_lag(&consumer, &topics)).await
+        };
+        let unpublished = unpublished(&store, &relay_name).await;
+        match (in_kafka, unpublished) {
+            (Ok(Ok((kafka, assigned))), Ok(unpublished)) => {
+                metrics.measured(projection, kafka + unpublished, assigned);
             }
+            (Ok(Err(error)), _) => {
+                tracing::warn!(projection = projection.name(), %error, "could not measure the lag in kafka");
+            }
+            (_, Err(error)) => {
+                tracing::warn!(projection = projection.name(), %error, "could not measure the unpublished events");
+            }
+            (Err(error), _) => tracing::warn!(%error, "the lag measurement panicked"),
         }
     }
 }
 
-fn lag_of(consumer: &StreamConsumer, topics: &[String]) -> Result<i64, rdkafka::error::KafkaError> {
+/// Events in the store the relay has not yet published.
+async fn unpublished(store: &EventStore, relay_name: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT events AS "events!" FROM unpublished_events($1)"#,
+        relay_name
+    )
+    .fetch_one(store.pool())
+    .await
+}
+
+/// Records not committed by the group on every partition of `topics`, and the partitions
+/// this member holds.
+fn kafka_lag(
+    consumer: &StreamConsumer,
+    topics: &[String],
+) -> Result<(i64, usize), rdkafka::error::KafkaError> {
     let timeout = Duration::from_secs(5);
     let mut lag = 0;
     for topic in topics {
@@ -282,5 +376,6 @@ fn lag_of(consumer: &StreamConsumer, topics: &[String]) -> Result<i64, rdkafka::
             lag += (high - done).max(0);
         }
     }
-    Ok(lag)
+    let assigned = consumer.assignment()?.count();
+    Ok((lag, assigned))
 }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use event_store::testing::ScratchDatabase;
 use relay::testing::TestTopics;
 use relay::{Relay, RelayConfig};
 use serde_json::Value;
@@ -24,27 +25,28 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts a relay and every projection for the database at `database_url`.
-    pub async fn start(database_url: &str) -> Self {
-        Self::start_with(database_url, &Projection::ALL).await
+    /// Starts a relay and every projection on `db`, each as its own role.
+    pub async fn start(db: &ScratchDatabase) -> Self {
+        Self::start_with(db, &Projection::ALL).await
     }
 
     /// Starts a relay and the given projections (none: the relay alone, for tests that
     /// run the `projector` binary themselves).
-    pub async fn start_with(database_url: &str, projections: &[Projection]) -> Self {
-        Self::start_tuned(database_url, projections, |_| {}).await
+    pub async fn start_with(db: &ScratchDatabase, projections: &[Projection]) -> Self {
+        Self::start_tuned(db, projections, |_| {}).await
     }
 
     /// Like [`Pipeline::start_with`], with the relay's configuration adjusted first.
     pub async fn start_tuned(
-        database_url: &str,
+        db: &ScratchDatabase,
         projections: &[Projection],
         tune_relay: impl FnOnce(&mut RelayConfig),
     ) -> Self {
         let projections = projections.to_vec();
         let topics = TestTopics::new();
         let config = ProjectorConfig {
-            database_url: Secret::new(database_url),
+            database_url: Secret::new(db.projector_url()),
+            dev_mode: true,
             kafka_brokers: topics.brokers.clone(),
             elasticsearch_url: event_store::testing::env_url("ELASTICSEARCH_URL"),
             topic_prefix: topics.prefix.clone(),
@@ -54,7 +56,8 @@ impl Pipeline {
             ..ProjectorConfig::default()
         };
         let mut relay_config = RelayConfig {
-            database_url: Secret::new(database_url),
+            database_url: Secret::new(db.relay_url()),
+            dev_mode: true,
             kafka_brokers: topics.brokers.clone(),
             topic_prefix: topics.prefix.clone(),
             metrics_addr: "127.0.0.1:0".to_owned(),
@@ -145,13 +148,16 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.stop();
-        let es = self.es.clone();
+        let url = self.config.elasticsearch_url.clone();
         let prefix = self.config.index_prefix.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .ok()?;
+            // A client of this runtime's own: the test's client pools connections on the
+            // test's runtime, which is blocked in this drop (using them here would hang).
+            let es = Es::new(&url).ok()?;
             runtime.block_on(read_model::indices::remove_layout(&es, &prefix));
             Some(())
         })

@@ -51,7 +51,7 @@ async fn search(
 async fn events_flow_into_the_read_model_search_history_and_audit() {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(4).await);
-    let pipeline = Pipeline::start(&db.app_url()).await;
+    let pipeline = Pipeline::start(&db).await;
 
     register_tenant(&store, "acme").await;
     register_tenant(&store, "globex").await;
@@ -364,7 +364,7 @@ async fn replay_out_of_order(
 async fn redelivered_and_out_of_order_events_leave_the_same_state() {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(4).await);
-    let pipeline = Pipeline::start(&db.app_url()).await;
+    let pipeline = Pipeline::start(&db).await;
     register_tenant(&store, "acme").await;
     let id = customer(
         &store,
@@ -493,7 +493,7 @@ async fn redelivered_and_out_of_order_events_leave_the_same_state() {
 async fn poison_records_are_parked_with_their_reason_while_the_rest_flows() {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(4).await);
-    let pipeline = Pipeline::start(&db.app_url()).await;
+    let pipeline = Pipeline::start(&db).await;
     register_tenant(&store, "acme").await;
     let first = customer(
         &store,
@@ -509,9 +509,9 @@ async fn poison_records_are_parked_with_their_reason_while_the_rest_flows() {
         .unwrap();
     let topic = pipeline.topics.topic("customer");
     let garbage = b"{not json at all".to_vec();
+    let log = EventStore::new(db.projector_pool(1).await);
     let mut unknown = serde_json::to_value(
-        store
-            .read_global_log(LogPosition::START, 10)
+        log.read_global_log(LogPosition::START, 10)
             .await
             .unwrap()
             .last()
@@ -597,12 +597,12 @@ async fn poison_records_are_parked_with_their_reason_while_the_rest_flows() {
 async fn a_projector_killed_mid_stream_ends_consistent_with_the_store() {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(4).await);
-    let pipeline = Pipeline::start_with(&db.app_url(), &[]).await;
+    let pipeline = Pipeline::start_with(&db, &[]).await;
     register_tenant(&store, "acme").await;
 
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
-            .env("DATABASE_URL", db.app_url())
+            .env("CHRONICLE_PROJECTOR_DATABASE_URL", db.projector_url())
             .env("KAFKA_BROKERS", &pipeline.config.kafka_brokers)
             .env("ELASTICSEARCH_URL", &pipeline.config.elasticsearch_url)
             .env("CHRONICLE_TOPIC_PREFIX", &pipeline.config.topic_prefix)

@@ -118,7 +118,7 @@ async fn status_in_search(pipeline: &Pipeline, id: Uuid) -> Value {
 async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies_and_rolls_back() {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(6).await);
-    let pipeline = Pipeline::start(&db.app_url()).await;
+    let pipeline = Pipeline::start(&db).await;
     let config = replay_config(&pipeline, &db);
 
     register_tenant(&store, "acme").await;
@@ -471,7 +471,7 @@ async fn footprint(pipeline: &Pipeline, store: &EventStore, tenant_id: &str) -> 
 async fn a_tenant_replay_repairs_that_tenant_in_place_and_leaves_the_others_untouched() {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(4).await);
-    let pipeline = Pipeline::start(&db.app_url()).await;
+    let pipeline = Pipeline::start(&db).await;
     let prefix = pipeline.index_prefix().to_owned();
 
     register_tenant(&store, "acme").await;
@@ -592,7 +592,7 @@ async fn a_tenant_replay_repairs_that_tenant_in_place_and_leaves_the_others_unto
     let run = |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
             .args(args)
-            .env("DATABASE_URL", db.app_url())
+            .env("CHRONICLE_PROJECTOR_DATABASE_URL", db.projector_url())
             .env("DATABASE_ADMIN_URL", db.admin_url())
             .env("ELASTICSEARCH_URL", &pipeline.config.elasticsearch_url)
             .env("KAFKA_BROKERS", &pipeline.config.kafka_brokers)

@@ -24,7 +24,7 @@ use uuid::Uuid;
 async fn an_event_todays_rules_would_refuse_still_projects_and_replays() {
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(4).await);
-    let pipeline = Pipeline::start(&db.app_url()).await;
+    let pipeline = Pipeline::start(&db).await;
     register_tenant(&store, "acme").await;
 
     // What an older version of Chronicle may have recorded: a 300-character name, an email
@@ -138,7 +138,7 @@ async fn an_event_too_large_for_kafka_with_long_metadata_reaches_every_projectio
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(4).await);
     // Kafka taking records of at most 20 KB, like a tightly configured broker.
-    let pipeline = Pipeline::start_tuned(&db.app_url(), &Projection::ALL, |relay| {
+    let pipeline = Pipeline::start_tuned(&db, &Projection::ALL, |relay| {
         relay.max_record_bytes = 20_000;
     })
     .await;

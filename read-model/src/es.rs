@@ -33,6 +33,12 @@ impl EsError {
             Self::Url(_) => false,
         }
     }
+
+    /// The index (or alias) does not exist: the projector has not laid the indices out
+    /// yet, or a replay is swapping them.
+    pub fn is_missing_index(&self) -> bool {
+        matches!(self, Self::Status { status: 404, body, .. } if body.contains("index_not_found_exception"))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -41,9 +47,17 @@ pub struct Es {
 }
 
 impl Es {
+    /// A client whose requests give up after 30 s (bulk writes of a replay take a while).
     pub fn new(url: &str) -> Result<Self, EsError> {
+        Self::with_timeout(url, std::time::Duration::from_secs(30))
+    }
+
+    /// A client whose requests give up after `timeout`: a node that stopped answering is
+    /// an error the caller can act on (a 503, a retry), not a request hanging forever.
+    pub fn with_timeout(url: &str, timeout: std::time::Duration) -> Result<Self, EsError> {
         let url = Url::parse(url).map_err(|e| EsError::Url(e.to_string()))?;
         let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(timeout)
             .disable_proxy()
             .build()
             .map_err(|e| EsError::Url(e.to_string()))?;

@@ -57,6 +57,8 @@ const EVENTS_APPENDED: &str = "chronicle_events_appended";
 pub enum RelayError {
     #[error("configuration: {0}")]
     Config(#[from] Box<figment::Error>),
+    #[error("{0}")]
+    DevelopmentSecret(#[from] service::dev_guard::DevelopmentSecret),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("event store: {0}")]
@@ -83,15 +85,21 @@ pub struct Relay {
 impl Relay {
     /// Connects to PostgreSQL and binds the metrics port; nothing is published yet.
     pub async fn build(config: RelayConfig) -> Result<Self, RelayError> {
+        service::dev_guard::check_database_url(
+            config.dev_mode,
+            "CHRONICLE_RELAY_DATABASE_URL",
+            config.database_url.expose(),
+        )?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .connect(config.database_url.expose())
             .await?;
         let metrics_listener = TcpListener::bind(&config.metrics_addr).await?;
+        let stall_after = Duration::from_millis(config.stall_after_ms);
         Ok(Self {
             config,
             store: EventStore::new(pool),
-            metrics: Arc::new(RelayMetrics::new()),
+            metrics: Arc::new(RelayMetrics::with_stall_after(stall_after)),
             metrics_listener,
         })
     }
@@ -248,6 +256,9 @@ async fn publish_from(
             Next::Page(Some(Ok(page))) => {
                 topics.ensure_for(&page).await?;
                 in_flight.push_back(publisher.send(&page, topics, metrics).await?);
+                if in_flight.len() == 1 {
+                    metrics.unacknowledged_since(Some(Instant::now()));
+                }
             }
             Next::Page(Some(Err(error))) => return Err(error.into()),
             Next::Page(None) => {
@@ -262,6 +273,7 @@ async fn publish_from(
                 // go out again (duplicates, no loss).
                 checkpoint::save(pool, &config.relay_name, done.last).await?;
                 metrics.published(done.events, done.last);
+                metrics.unacknowledged_since(in_flight.front().map(|next| next.sent_at));
             }
         }
     }

@@ -1,12 +1,17 @@
 //! The relay's metrics and health, served on its metrics port.
 //!
 //! Lag is measured from the database, not from this process's memory, so a standby
-//! reports the active relay's lag too: events after the checkpoint, and the age of the
-//! oldest of them.
+//! reports the active relay's lag too: every event in the store after the checkpoint, and
+//! the age of the oldest of them.
+//!
+//! Health tells the truth: the active relay is not ok when events wait and its checkpoint
+//! has not moved for [`STALL_AFTER`] (stuck, or Kafka away), when a page handed to Kafka is
+//! unacknowledged for that long, or when the lag cannot be measured (the store away).
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -21,6 +26,10 @@ use crate::checkpoint;
 
 const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How long events may wait, or a page go unacknowledged, before the relay reports itself
+/// not ok.
+pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 pub struct RelayMetrics {
     registry: Registry,
@@ -31,7 +40,22 @@ pub struct RelayMetrics {
     checkpoint_position: Gauge,
     lag_events: Gauge,
     lag_seconds: Gauge<f64, AtomicU64>,
+    oldest_unacked_seconds: Gauge<f64, AtomicU64>,
     is_leader: AtomicBool,
+    /// What health is computed from, kept as instants (gauges hold numbers).
+    progress: Mutex<Progress>,
+    stall_after: Duration,
+}
+
+#[derive(Debug)]
+struct Progress {
+    /// When the checkpoint last moved (or the relay became active).
+    checkpoint_moved: Instant,
+    /// When the oldest page now with Kafka was handed over.
+    oldest_unacked: Option<Instant>,
+    /// Whether the last lag measurement worked, and how many events waited then.
+    measured: bool,
+    waiting: i64,
 }
 
 impl Default for RelayMetrics {
@@ -41,6 +65,14 @@ impl Default for RelayMetrics {
 }
 
 impl RelayMetrics {
+    /// Metrics whose health calls the relay stuck after `stall_after` without progress.
+    pub fn with_stall_after(stall_after: Duration) -> Self {
+        Self {
+            stall_after,
+            ..Self::new()
+        }
+    }
+
     pub fn new() -> Self {
         let mut metrics = Self {
             registry: Registry::with_prefix("chronicle_relay"),
@@ -51,7 +83,15 @@ impl RelayMetrics {
             checkpoint_position: Gauge::default(),
             lag_events: Gauge::default(),
             lag_seconds: Gauge::default(),
+            oldest_unacked_seconds: Gauge::default(),
             is_leader: AtomicBool::new(false),
+            progress: Mutex::new(Progress {
+                checkpoint_moved: Instant::now(),
+                oldest_unacked: None,
+                measured: false,
+                waiting: 0,
+            }),
+            stall_after: STALL_AFTER,
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -85,6 +125,11 @@ impl RelayMetrics {
             metrics.lag_events.clone(),
         );
         registry.register(
+            "oldest_unacknowledged_seconds",
+            "How long the oldest page handed to Kafka has waited for its acknowledgement",
+            metrics.oldest_unacked_seconds.clone(),
+        );
+        registry.register(
             "lag_seconds",
             "Age of the oldest event not yet published",
             metrics.lag_seconds.clone(),
@@ -95,12 +140,27 @@ impl RelayMetrics {
     pub fn set_leader(&self, leader: bool) {
         self.is_leader.store(leader, Ordering::Relaxed);
         self.leader.set(i64::from(leader));
+        let mut progress = self.progress();
+        progress.checkpoint_moved = Instant::now();
+        progress.oldest_unacked = None;
     }
 
     pub fn published(&self, events: usize, checkpoint: LogPosition) {
         self.published.inc_by(events as u64);
         self.checkpoint_position
             .set(i64::try_from(checkpoint.global_position).unwrap_or(i64::MAX));
+        self.progress().checkpoint_moved = Instant::now();
+    }
+
+    /// The oldest page with Kafka was handed over at `since` (`None`: nothing is out).
+    pub fn unacknowledged_since(&self, since: Option<Instant>) {
+        self.progress().oldest_unacked = since;
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Where a publishing session starts.
@@ -123,16 +183,38 @@ impl Observed for RelayMetrics {
         &self.registry
     }
 
-    /// Alive, and which role this instance plays.
+    /// Which role this instance plays, and whether it keeps up (see the module).
     fn health(&self) -> Health {
-        let role = if self.is_leader.load(Ordering::Relaxed) {
-            "active"
-        } else {
-            "standby"
-        };
+        let active = self.is_leader.load(Ordering::Relaxed);
+        let progress = self.progress();
+        let stalled_for = progress.checkpoint_moved.elapsed();
+        let unacked_for = progress.oldest_unacked.map(|since| since.elapsed());
+        let mut problems = Vec::new();
+        if !progress.measured {
+            problems.push("the store cannot be reached to measure the lag".to_owned());
+        }
+        if active && progress.waiting > 0 && stalled_for > self.stall_after {
+            problems.push(format!(
+                "{} events wait and the checkpoint has not moved for {} s",
+                progress.waiting,
+                stalled_for.as_secs()
+            ));
+        }
+        if active && unacked_for.is_some_and(|age| age > self.stall_after) {
+            problems.push(format!(
+                "a page handed to Kafka is unacknowledged for {} s",
+                unacked_for.unwrap_or_default().as_secs()
+            ));
+        }
         Health {
-            ok: true,
-            body: serde_json::json!({ "status": "ok", "role": role }),
+            ok: problems.is_empty(),
+            body: serde_json::json!({
+                "status": if problems.is_empty() { "ok" } else { "failing" },
+                "role": if active { "active" } else { "standby" },
+                "lag_events": self.lag_events.get(),
+                "lag_seconds": self.lag_seconds.get(),
+                "problems": problems,
+            }),
         }
     }
 }
@@ -145,9 +227,16 @@ pub async fn track_lag(
     shutdown: CancellationToken,
 ) {
     loop {
-        if let Err(error) = refresh_lag(&pool, &relay_name, &metrics).await {
-            tracing::debug!(%error, "could not measure lag");
+        let measured = refresh_lag(&pool, &relay_name, &metrics).await;
+        if let Err(error) = &measured {
+            tracing::warn!(%error, "could not measure the lag");
         }
+        metrics.progress().measured = measured.is_ok();
+        let unacked = metrics
+            .progress()
+            .oldest_unacked
+            .map_or(0.0, |since| since.elapsed().as_secs_f64());
+        metrics.oldest_unacked_seconds.set(unacked);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(LAG_INTERVAL) => {}
@@ -161,15 +250,18 @@ async fn refresh_lag(
     metrics: &RelayMetrics,
 ) -> Result<(), sqlx::Error> {
     let checkpoint = checkpoint::load(pool, relay_name).await?;
+    // Every event after the checkpoint, settled or not: the store's head, not Kafka's.
     let backlog = sqlx::query!(
-        r#"SELECT events AS "events!", oldest_recorded_at
-           FROM global_log_backlog($1::text::xid8, $2)"#,
+        r#"SELECT count(*) AS "events!", min(recorded_at) AS oldest_recorded_at
+           FROM events
+           WHERE (transaction_id, global_position) > ($1::text::xid8, $2)"#,
         checkpoint.transaction_id.to_string(),
         i64::try_from(checkpoint.global_position).unwrap_or(i64::MAX),
     )
     .fetch_one(pool)
     .await?;
     metrics.lag_events.set(backlog.events);
+    metrics.progress().waiting = backlog.events;
     let age = backlog.oldest_recorded_at.map_or(0.0, |oldest| {
         (chrono::Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0
     });

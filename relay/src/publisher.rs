@@ -10,7 +10,7 @@
 //! [`crate::cloudevents::DATAREF`]), decided before sending so the stream keeps its order.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use event_store::{LogPosition, RawLogEvent};
 use rdkafka::ClientConfig;
@@ -45,7 +45,13 @@ pub fn producer_config(brokers: &str, delivery_timeout_ms: u64, linger_ms: u64) 
         .set("partitioner", "murmur2_random")
         .set("compression.type", "lz4")
         .set("linger.ms", linger_ms.to_string())
-        .set("message.timeout.ms", delivery_timeout_ms.to_string());
+        .set("message.timeout.ms", delivery_timeout_ms.to_string())
+        // A broker that went away and came back is noticed in seconds: requests time out
+        // and connections are retried quickly, not after librdkafka's minute-long defaults.
+        .set("socket.timeout.ms", "10000")
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .set("reconnect.backoff.max.ms", "1000")
+        .set("socket.keepalive.enable", "true");
     config
 }
 
@@ -74,6 +80,8 @@ pub struct InFlight {
     /// The position of the page's last event: the checkpoint once all of it is acknowledged.
     pub last: LogPosition,
     pub events: usize,
+    /// When the page was handed to the producer.
+    pub sent_at: Instant,
     deliveries: VecDeque<(String, usize, DeliveryFuture)>,
 }
 
@@ -124,6 +132,7 @@ impl Publisher {
         let mut in_flight = InFlight {
             last: page.last().map_or(LogPosition::START, |e| e.position),
             events: page.len(),
+            sent_at: Instant::now(),
             deliveries: VecDeque::with_capacity(page.len()),
         };
         for event in page {

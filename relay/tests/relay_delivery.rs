@@ -24,7 +24,8 @@ const PARTITIONS: i32 = 12;
 
 fn relay_config(db: &ScratchDatabase, topics: &TestTopics) -> RelayConfig {
     RelayConfig {
-        database_url: Secret::new(db.app_url()),
+        database_url: Secret::new(db.relay_url()),
+        dev_mode: true,
         kafka_brokers: topics.brokers.clone(),
         topic_prefix: topics.prefix.clone(),
         metrics_addr: "127.0.0.1:0".to_owned(),

@@ -44,7 +44,7 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_nothing() {
         .into_iter()
         .collect();
 
-    let mut relay = RelayProcess::spawn(&db.app_url(), &topics.brokers, &topics.prefix, BATCH);
+    let mut relay = RelayProcess::spawn(&db.relay_url(), &topics.brokers, &topics.prefix, BATCH);
     let partial = topics
         .consume_until(&["customer"], Duration::from_secs(60), |r| r.len() >= 3_000)
         .await;
@@ -61,7 +61,7 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_nothing() {
         ids.len()
     );
 
-    let restarted = RelayProcess::spawn(&db.app_url(), &topics.brokers, &topics.prefix, BATCH);
+    let restarted = RelayProcess::spawn(&db.relay_url(), &topics.brokers, &topics.prefix, BATCH);
     let records = consume_all(&topics, &ids, Duration::from_secs(120)).await;
     let duplicates = assert_complete_and_ordered(&records, &ids);
     println!(
@@ -88,13 +88,16 @@ async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
     let topics = TestTopics::on(broker.bootstrap());
     let store = EventStore::new(db.app_pool(4).await);
     let config = RelayConfig {
-        database_url: Secret::new(db.app_url()),
+        database_url: Secret::new(db.relay_url()),
+        dev_mode: true,
         kafka_brokers: broker.bootstrap(),
         topic_prefix: topics.prefix.clone(),
         metrics_addr: "127.0.0.1:0".to_owned(),
         topic_partitions: 3,
         // Short, so the outage surfaces as failed batches the relay must retry.
         delivery_timeout_ms: 5_000,
+        // Short, so health must say the relay is stuck well within the outage.
+        stall_after_ms: 5_000,
         ..RelayConfig::default()
     };
     let relay = Relay::build(config).await.unwrap();
@@ -138,6 +141,15 @@ async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let (_, body) = http_get(&metrics_addr, "/metrics").await.unwrap();
     let lag_during_outage = metric(&body, "chronicle_relay_lag_events").unwrap_or(0.0);
+    // Health tells the truth: events wait, nothing moves, so the relay is not ok.
+    let (status, health) = http_get(&metrics_addr, "/healthz").await.unwrap();
+    assert_eq!(status, 503, "healthy with Kafka away for 30 s: {health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "failing", "{health}");
+    assert!(
+        health["lag_events"].as_f64().unwrap_or(0.0) > 0.0,
+        "{health}"
+    );
     broker = tokio::task::spawn_blocking(move || {
         broker.resume();
         broker
@@ -149,8 +161,26 @@ async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
         stopped_at.elapsed().as_secs_f64()
     );
 
+    let resumed_at = Instant::now();
     let ids: HashSet<Uuid> = writer.await.unwrap().into_iter().collect();
     let records = consume_all(&topics, &ids, Duration::from_secs(120)).await;
+    println!(
+        "the last event reached Kafka {:.1}s after the broker came back",
+        resumed_at.elapsed().as_secs_f64()
+    );
+    // And ok again once the backlog is out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, health) = http_get(&metrics_addr, "/healthz").await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still not ok after recovery: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let duplicates = assert_complete_and_ordered(&records, &ids);
     let (_, body) = http_get(&metrics_addr, "/metrics").await.unwrap();
     let failures = metric(&body, "chronicle_relay_publish_failures_total").unwrap_or(0.0);
@@ -175,8 +205,8 @@ async fn only_one_relay_publishes_and_a_standby_takes_over_when_it_dies() {
     let topics = TestTopics::new();
     let store = EventStore::new(db.app_pool(2).await);
     let relays = [
-        RelayProcess::spawn(&db.app_url(), &topics.brokers, &topics.prefix, 100),
-        RelayProcess::spawn(&db.app_url(), &topics.brokers, &topics.prefix, 100),
+        RelayProcess::spawn(&db.relay_url(), &topics.brokers, &topics.prefix, 100),
+        RelayProcess::spawn(&db.relay_url(), &topics.brokers, &topics.prefix, 100),
     ];
 
     let roles = wait_for_roles(&relays, Duration::from_secs(30)).await;

@@ -23,6 +23,8 @@ pub enum InvalidValue {
     TooLong { max: usize },
     #[error("must not contain control characters")]
     ControlCharacters,
+    #[error("must not contain bidirectional-control or zero-width characters")]
+    InvisibleCharacters,
     #[error("is not a valid email address")]
     Email,
     #[error("must be an international phone number: `+` and 8 to 15 digits")]
@@ -37,8 +39,9 @@ pub enum InvalidValue {
     TooManyTags { max: usize },
 }
 
-/// A trimmed, non-empty, bounded, printable string: the shape most free-text fields share.
-fn bounded_text(value: &str, max: usize) -> Result<String, InvalidValue> {
+/// A trimmed, non-empty, bounded, printable string: the shape every free-text field shares
+/// (names, address lines, tags, an archive's reason).
+pub fn bounded_text(value: &str, max: usize) -> Result<String, InvalidValue> {
     let value = value.trim();
     if value.is_empty() {
         return Err(InvalidValue::Empty);
@@ -49,7 +52,44 @@ fn bounded_text(value: &str, max: usize) -> Result<String, InvalidValue> {
     if value.chars().any(char::is_control) {
         return Err(InvalidValue::ControlCharacters);
     }
+    if has_invisible_characters(value) {
+        return Err(InvalidValue::InvisibleCharacters);
+    }
     Ok(value.to_owned())
+}
+
+/// Characters that change how text around them is shown without showing themselves: bidi
+/// embeddings, overrides, isolates and marks (which can make `Alice\u{202E}ecilA` read as
+/// another name), and zero-width spaces, joiners and the BOM (which make two names that
+/// look the same compare different).
+///
+/// The zero-width (non-)joiner is also part of writing: Persian, the Indic scripts and
+/// emoji sequences need it between two characters of their own. It is accepted there, and
+/// only there: never at either end, nor beside ASCII, where it can only hide.
+fn has_invisible_characters(value: &str) -> bool {
+    let chars: Vec<char> = value.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| match c {
+        '\u{200C}' | '\u{200D}' => {
+            let shapes_text = |neighbour: Option<&char>| {
+                neighbour.is_some_and(|n| !n.is_ascii() && !n.is_whitespace())
+            };
+            !(i > 0 && shapes_text(chars.get(i - 1)) && shapes_text(chars.get(i + 1)))
+        }
+        '\u{061C}'
+        | '\u{115F}'
+        | '\u{1160}'
+        | '\u{180E}'
+        | '\u{200B}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{3164}'
+        | '\u{FEFF}'
+        | '\u{FFA0}' => true,
+        _ => false,
+    })
 }
 
 /// Implements the conversions every string value type shares around its own `parse`:
@@ -271,6 +311,11 @@ impl CountryCode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Every code `parse` accepts (in uppercase), e.g. for an API's schema.
+    pub fn assigned() -> impl Iterator<Item = &'static str> {
+        ISO_3166_ALPHA2.split(' ')
+    }
 }
 
 impl From<String> for CountryCode {
@@ -414,6 +459,37 @@ mod tests {
         assert_eq!(
             CustomerName::parse("a\u{0}b"),
             Err(InvalidValue::ControlCharacters)
+        );
+    }
+
+    #[test]
+    fn names_refuse_bidi_controls_and_zero_width_characters() {
+        for spoof in [
+            "Alice\u{202E}ecilA",   // right-to-left override
+            "Ad\u{2067}a",          // right-to-left isolate
+            "Ada\u{200F}",          // right-to-left mark
+            "A\u{200B}da",          // zero-width space
+            "\u{FEFF}Ada",          // byte order mark
+            "Ada\u{200D}",          // a joiner at the end
+            "A\u{200C}da",          // a non-joiner between ASCII letters
+            "Ada \u{2060}Lovelace", // word joiner
+        ] {
+            assert_eq!(
+                CustomerName::parse(spoof),
+                Err(InvalidValue::InvisibleCharacters),
+                "{spoof:?}"
+            );
+        }
+        for written in [
+            "\u{0645}\u{06CC}\u{200C}\u{062E}\u{0648}\u{0627}\u{0647}\u{0645}", // Persian "می‌خواهم"
+            "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}",                      // a family emoji
+            "Zoë Ångström",
+        ] {
+            assert!(CustomerName::parse(written).is_ok(), "{written:?}");
+        }
+        assert_eq!(
+            Tag::parse("vip\u{202D}"),
+            Err(InvalidValue::InvisibleCharacters)
         );
     }
 

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`secret`]: [`Secret`], a string kept out of `Debug` output and logs.
+//! - [`dev_guard`]: refusing development passwords outside development mode.
 //! - [`logs`]: the `tracing` subscriber (`RUST_LOG`, `CHRONICLE_LOG_FORMAT=json`).
 //! - [`shutdown`]: a cancellation token cancelled by SIGTERM or SIGINT, and a bound on how
 //!   long stopping may take.
@@ -10,6 +11,7 @@
 //!   of the relay and the projector.
 //! - [`retry`]: backoff between attempts at something that failed, cut short by shutdown.
 
+pub mod dev_guard;
 pub mod logs;
 #[cfg(feature = "ops-server")]
 pub mod ops_server;

@@ -1,7 +1,7 @@
 //! Stopping: SIGTERM or SIGINT cancel one [`CancellationToken`] that every task of the
 //! process watches (cloned into each, as mini-redis broadcasts its shutdown), and
-//! [`bounded`] puts a ceiling on how long the orderly part may take, so a process told to
-//! stop always does.
+//! [`within_grace`] puts a ceiling on how long the orderly part may take, so a process told
+//! to stop always does.
 
 use std::future::Future;
 use std::time::Duration;
@@ -34,17 +34,42 @@ pub fn on_signals(what: &'static str) -> CancellationToken {
     shutdown
 }
 
-/// Runs `stopping` for at most `limit`; true when it finished in time. What is still
-/// running after that is abandoned (the caller exits).
-pub async fn bounded(limit: Duration, stopping: impl Future<Output = ()>) -> bool {
-    match tokio::time::timeout(limit, stopping).await {
-        Ok(()) => true,
-        Err(_) => {
-            tracing::warn!(
-                limit_secs = limit.as_secs(),
-                "did not stop in time; exiting anyway"
-            );
-            false
+/// How long a process may take to stop once told to: requests in flight finish, batches
+/// are committed, then it exits whatever is still running.
+pub const GRACE: Duration = Duration::from_secs(15);
+
+/// Runs `work` to its end, but once `shutdown` is cancelled gives it at most `grace` more;
+/// `None` when it had to be abandoned (the caller exits anyway: a process told to stop
+/// always does, whatever a dependency is doing).
+pub async fn within_grace<T>(
+    work: impl Future<Output = T>,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Option<T> {
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        outcome = work => Some(outcome),
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "did not stop in time; exiting anyway");
+            None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn work_is_abandoned_only_after_the_grace_following_shutdown() {
+        let shutdown = CancellationToken::new();
+        let quick = within_grace(async { 7 }, &shutdown, GRACE).await;
+        assert_eq!(quick, Some(7));
+        shutdown.cancel();
+        let stuck = within_grace(std::future::pending::<()>(), &shutdown, GRACE).await;
+        assert_eq!(stuck, None);
     }
 }

@@ -85,6 +85,14 @@ impl FromRequestParts<AppState> for Caller {
             tracing::info!(%error, "token refused");
             ApiError::Unauthenticated("the token is invalid or expired")
         })?;
+        // Without a live change feed a revocation or a suspension may have been missed:
+        // refuse rather than trust a list that may be stale (fail closed).
+        if !app.ready.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(ApiError::Unavailable {
+                what: "the revocation list and tenant registry are being reloaded",
+                retry_after_secs: 1,
+            });
+        }
         if app.revocations.is_revoked(claims.jti) {
             return Err(ApiError::Unauthenticated("the token has been revoked"));
         }

@@ -11,6 +11,7 @@ use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 use crate::config::ApiConfig;
+use crate::idempotency::FingerprintKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -45,6 +46,8 @@ pub struct KeySet {
     signing_kid: String,
     signing: EncodingKey,
     verification: HashMap<String, DecodingKey>,
+    /// A key for request fingerprints, derived from the signing key when none is configured.
+    fingerprints: FingerprintKey,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -139,6 +142,7 @@ impl KeySet {
             signing_kid: signing_kid.to_owned(),
             signing,
             verification,
+            fingerprints: FingerprintKey::derived_from(private_pem),
         })
     }
 
@@ -152,6 +156,7 @@ impl KeySet {
             signing_kid: kid.to_owned(),
             signing: EncodingKey::from_secret(secret),
             verification: HashMap::from([(kid.to_owned(), DecodingKey::from_secret(secret))]),
+            fingerprints: FingerprintKey::derived_from(secret),
         })
     }
 
@@ -165,6 +170,11 @@ impl KeySet {
 
     pub fn verification(&self, kid: &str) -> Option<&DecodingKey> {
         self.verification.get(kid)
+    }
+
+    /// The fingerprint key derived from the signing key.
+    pub fn derived_fingerprint_key(&self) -> FingerprintKey {
+        self.fingerprints.clone()
     }
 }
 

@@ -2,14 +2,16 @@
 //!
 //! A wrong tenant, a wrong username and a wrong password get the same 401 and take about
 //! the same time: when no user is found, the password is still checked, against a hash
-//! made at start-up. Attempts are rate-limited per client address and per account.
+//! made at start-up. Failed attempts are throttled per client network and per account from
+//! that network (see `crate::limits`); a correct password is never refused for someone
+//! else's failures.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use event_store::TenantId;
-use schemas::Role;
+use schemas::{Role, Username};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -54,9 +56,10 @@ pub struct TokenResponse {
 #[utoipa::path(
     post, path = "/v1/auth/token", tag = "auth", request_body = LoginInput,
     responses(
-        (status = 200, body = TokenResponse), (status = 401, body = Problem),
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "The tenant, username or password is wrong (one answer for all three)", body = Problem),
         (status = 403, description = "The tenant is suspended", body = Problem),
-        (status = 422, body = Problem), (status = 429, body = Problem),
+        (status = 429, description = "Too many failed logins from this network, or for this account from it", body = Problem),
     )
 )]
 pub async fn issue_token(
@@ -65,21 +68,40 @@ pub async fn issue_token(
     body: ValidJson<LoginInput>,
 ) -> Result<axum::Json<TokenResponse>, ApiError> {
     let input = body.value;
+    let address = client.ip();
+    // Only inputs that could name an account become a limiter key or a log field: a
+    // malformed tenant or username, or a password longer than any we accept, cannot match,
+    // so it is refused at once (no hash spent), counted against the client's network only.
+    let tenant = match input.tenant.as_deref().map(TenantId::parse) {
+        None => Ok(None),
+        Some(Ok(tenant)) => Ok(Some(tenant)),
+        Some(Err(_)) => Err(()),
+    };
+    let username = Username::parse(&input.username);
+    let (Ok(tenant), Ok(username), true) =
+        (tenant, username, password::could_match(&input.password))
+    else {
+        app.limits.login_allowed(address, "")?;
+        app.limits.login_failed(address, "");
+        tracing::info!("login refused: malformed tenant, username or password");
+        return Err(ApiError::InvalidCredentials);
+    };
     let account = format!(
         "{}/{}",
-        input.tenant.as_deref().unwrap_or("~platform"),
-        input.username.trim().to_lowercase()
+        tenant.as_ref().map_or("~platform", TenantId::as_str),
+        username.as_str()
     );
-    app.limits.login(client.ip(), &account)?;
+    app.limits.login_allowed(address, &account)?;
 
-    let found = find_account(&app, input.tenant.as_deref(), &input.username).await?;
+    let found = find_account(&app, tenant.as_ref(), &username).await?;
     let (hash, subject) = match found {
         Some((subject, hash)) => (hash, Some(subject)),
         None => (app.dummy_password_hash.clone(), None),
     };
     let matches = password::verify(hash, input.password).await?;
     let Some(subject) = subject.filter(|_| matches) else {
-        tracing::info!(%account, "login refused");
+        app.limits.login_failed(address, &account);
+        tracing::info!(account = ?account, "login refused");
         return Err(ApiError::InvalidCredentials);
     };
     if let Some(tenant) = &subject.tenant
@@ -102,10 +124,10 @@ pub async fn issue_token(
 /// The account and its password hash; `None` for an unknown tenant or user alike.
 async fn find_account(
     app: &AppState,
-    tenant: Option<&str>,
-    username: &str,
+    tenant: Option<&TenantId>,
+    username: &Username,
 ) -> Result<Option<(Subject, String)>, ApiError> {
-    let username = username.trim().to_lowercase();
+    let username = username.as_str();
     let Some(tenant) = tenant else {
         let row = sqlx::query!(
             "SELECT user_id, display_name, password_hash FROM platform_admins WHERE username = $1",
@@ -123,13 +145,10 @@ async fn find_account(
             (subject, row.password_hash)
         }));
     };
-    let Ok(tenant) = TenantId::parse(tenant) else {
-        return Ok(None);
-    };
     if app.tenants.get(tenant.as_str()).is_none() {
         return Ok(None);
     }
-    let mut tx = app.store.begin(&tenant).await?;
+    let mut tx = app.store.begin(tenant).await?;
     let row = sqlx::query!(
         "SELECT user_id, display_name, role, password_hash FROM users WHERE tenant_id = $1 AND username = $2",
         tenant.as_str(),
@@ -153,7 +172,7 @@ async fn find_account(
 /// Revokes the token of this request: every instance refuses it from now on.
 #[utoipa::path(
     post, path = "/v1/auth/logout", tag = "auth",
-    responses((status = 204, description = "Revoked"), (status = 401, body = Problem)),
+    responses((status = 204, description = "Revoked")),
     security(("bearer" = []))
 )]
 pub async fn logout(State(app): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
@@ -173,7 +192,7 @@ pub struct RevokeInput {
 /// Revokes any token by its `jti` (platform admins).
 #[utoipa::path(
     post, path = "/v1/auth/revoke", tag = "auth", request_body = RevokeInput,
-    responses((status = 204, description = "Revoked"), (status = 403, body = Problem)),
+    responses((status = 204, description = "Revoked")),
     security(("bearer" = []))
 )]
 pub async fn revoke(

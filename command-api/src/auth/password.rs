@@ -38,11 +38,24 @@ pub async fn verify(hash: String, password: String) -> Result<bool, ApiError> {
     .map_err(ApiError::internal)
 }
 
-/// The minimum a password must be; anything longer is the user's business.
+/// The longest password accepted, in characters.
+pub const MAX_CHARS: usize = 128;
+/// The shortest.
+pub const MIN_CHARS: usize = 12;
+
+/// What a password must be: long enough, and bounded, since hashing a megabyte would be a
+/// cheap way to spend the server's CPU.
 pub fn check_strength(password: &str) -> Result<(), &'static str> {
     match password.chars().count() {
-        0..=11 => Err("must be at least 12 characters"),
+        0..MIN_CHARS => Err("must be at least 12 characters"),
         129.. => Err("must be at most 128 characters"),
         _ => Ok(()),
     }
+}
+
+/// False for a password no account can have (too long to have been accepted), so that
+/// a login can refuse it without spending a hash. Short ones are still checked: accounts
+/// made before a stricter rule may have them.
+pub fn could_match(password: &str) -> bool {
+    password.len() <= MAX_CHARS * 4 && password.chars().count() <= MAX_CHARS
 }

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::aggregate::{Customer, CustomerCommand, CustomerDetails, CustomerError, decide};
-use super::input::{CustomerInput, merge_patch};
+use super::input::{CustomerInput, CustomerPatch, merge_patch};
 use crate::auth::Caller;
 use crate::commands::{self, Command, Landed, Precondition};
 use crate::extract::{IdempotencyKey, IfMatch, ValidJson, ValidQuery};
@@ -45,13 +45,12 @@ pub struct CommandAccepted {
 /// Registers a customer.
 #[utoipa::path(
     post, path = "/v1/customers", tag = "customers", request_body = CustomerInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe for 24 hours")),
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Registered", body = CommandAccepted,
-         headers(("Location" = String), ("ETag" = String))),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
-        (status = 429, body = Problem),
+         headers(("Location" = String, description = "`/v1/customers/{id}`"),
+                 ("ETag" = String, description = "The version, in quotes: `\"1\"`"))),
+        (status = 429, description = "The tenant's write rate is exceeded", body = Problem),
     ),
     security(("bearer" = []))
 )]
@@ -65,10 +64,10 @@ pub async fn create_customer(
     let details = body.value.validate()?;
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
+        caller.user_id,
         key,
-        &Method::POST,
-        "/v1/customers",
-        &body.raw,
+        app.fingerprints
+            .of(&Method::POST, "/v1/customers", &body.raw),
     );
     let command = CustomerWrite {
         id: Uuid::now_v7(),
@@ -80,16 +79,19 @@ pub async fn create_customer(
 
 /// Changes a customer with a JSON merge patch of the fields of `POST /v1/customers`.
 #[utoipa::path(
-    patch, path = "/v1/customers/{id}", tag = "customers", request_body = Object,
-    params(
-        ("id" = Uuid, Path),
-        ("If-Match" = String, Header, description = "The version you read, in quotes: \"3\""),
-        ("Idempotency-Key" = Option<String>, Header),
-    ),
+    patch, path = "/v1/customers/{id}", tag = "customers",
+    request_body(content(
+        (CustomerPatch = "application/merge-patch+json"),
+        (CustomerPatch = "application/json"),
+    )),
+    params(("id" = Uuid, Path), IfMatch, IdempotencyKey),
     responses(
-        (status = 200, description = "Changed (or nothing to change)", body = CommandAccepted, headers(("ETag" = String))),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem),
-        (status = 422, body = Problem), (status = 428, body = Problem),
+        (status = 200, description = "Changed (or nothing to change)", body = CommandAccepted,
+         headers(("ETag" = String, description = "The version now, in quotes"))),
+        (status = 404, body = Problem),
+        (status = 409, description = "The customer is archived", body = Problem),
+        (status = 412, body = Problem), (status = 428, body = Problem),
+        (status = 429, description = "The tenant's write rate is exceeded", body = Problem),
     ),
     security(("bearer" = []))
 )]
@@ -105,10 +107,10 @@ pub async fn patch_customer(
     let id = parse_id(&id)?;
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
+        caller.user_id,
         key,
-        &Method::PATCH,
-        &format!("/v1/customers/{id}"),
-        &body.raw,
+        app.fingerprints
+            .of(&Method::PATCH, &format!("/v1/customers/{id}"), &body.raw),
     );
     let command = CustomerWrite {
         id,
@@ -120,20 +122,27 @@ pub async fn patch_customer(
 
 const DEFAULT_ARCHIVE_REASON: &str = "archived via the API";
 
+/// The longest archive reason, in characters.
+pub const MAX_REASON_CHARS: usize = 200;
+
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveParams {
     /// Why (1 to 200 characters); recorded in the event. Default: "archived via the API".
+    #[param(schema_with = crate::openapi::fields::archive_reason)]
     pub reason: Option<String>,
 }
 
 /// Archives a customer: an event, nothing is removed. Archiving twice changes nothing.
 #[utoipa::path(
     delete, path = "/v1/customers/{id}", tag = "customers",
-    params(("id" = Uuid, Path), ("If-Match" = String, Header), ("Idempotency-Key" = Option<String>, Header), ArchiveParams),
+    params(("id" = Uuid, Path), IfMatch, IdempotencyKey, ArchiveParams),
     responses(
-        (status = 200, description = "Archived", body = CommandAccepted, headers(("ETag" = String))),
+        (status = 200, description = "Archived (or it already was)", body = CommandAccepted,
+         headers(("ETag" = String, description = "The version now, in quotes"))),
         (status = 404, body = Problem), (status = 412, body = Problem), (status = 428, body = Problem),
+        (status = 429, description = "The tenant's write rate is exceeded", body = Problem),
     ),
     security(("bearer" = []))
 )]
@@ -147,23 +156,24 @@ pub async fn archive_customer(
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant_with_role(&WRITERS)?.clone();
     let id = parse_id(&id)?;
-    let reason = match params.reason.as_deref().map(str::trim) {
+    let reason = match params.reason.as_deref() {
         None => DEFAULT_ARCHIVE_REASON.to_owned(),
-        Some(reason) if (1..=200).contains(&reason.chars().count()) => reason.to_owned(),
-        Some(_) => {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "reason",
-                "must be 1 to 200 characters",
-            )]));
+        Some(reason) => {
+            schemas::values::bounded_text(reason, MAX_REASON_CHARS).map_err(|error| {
+                ApiError::Validation(vec![FieldError::new("reason", error.to_string())])
+            })?
         }
     };
     // The reason is part of the request: the same key with another reason is another request.
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
+        caller.user_id,
         key,
-        &Method::DELETE,
-        &format!("/v1/customers/{id}"),
-        reason.as_bytes(),
+        app.fingerprints.of(
+            &Method::DELETE,
+            &format!("/v1/customers/{id}"),
+            reason.as_bytes(),
+        ),
     );
     let command = CustomerWrite {
         id,

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::aggregate::CustomerDetails;
+use crate::openapi::fields;
 use crate::problem::{ApiError, FieldError};
 
 /// `POST /v1/customers`.
@@ -16,26 +17,68 @@ use crate::problem::{ApiError, FieldError};
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {
     /// 1 to 200 characters.
+    #[schema(schema_with = fields::customer_name)]
     pub name: String,
+    #[schema(schema_with = fields::email)]
     pub email: String,
-    /// International format: `+` and 8 to 15 digits (spaces, dashes allowed).
+    /// International format: `+` and 8 to 15 digits (spaces, dashes, dots and parentheses
+    /// between them allowed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::phone_or_null)]
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<AddressInput>,
     /// At most 20, each 1 to 40 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::tags_or_null)]
     pub tags: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressInput {
+    #[schema(schema_with = fields::address_line)]
     pub street: String,
+    #[schema(schema_with = fields::address_line)]
     pub city: String,
+    #[schema(schema_with = fields::address_line)]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `DE`.
+    #[schema(schema_with = fields::country)]
     pub country: String,
+}
+
+/// `PATCH /v1/customers/{id}`: a JSON merge patch (RFC 7396) of the fields of
+/// `POST /v1/customers`: the fields it names are replaced, `null` removes an optional one,
+/// `address` merges part by part.
+// The document's only: the handler applies the patch as sent, with `merge_patch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    #[schema(schema_with = fields::customer_name)]
+    pub name: Option<String>,
+    #[schema(schema_with = fields::email)]
+    pub email: Option<String>,
+    #[schema(schema_with = fields::phone_or_null)]
+    pub phone: Option<String>,
+    /// Merged part by part into the current address; a customer without one needs every
+    /// part.
+    pub address: Option<AddressPatch>,
+    #[schema(schema_with = fields::tags_or_null)]
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPatch {
+    #[schema(schema_with = fields::address_line)]
+    pub street: Option<String>,
+    #[schema(schema_with = fields::address_line)]
+    pub city: Option<String>,
+    #[schema(schema_with = fields::address_line)]
+    pub postal_code: Option<String>,
+    #[schema(schema_with = fields::country)]
+    pub country: Option<String>,
 }
 
 impl CustomerInput {

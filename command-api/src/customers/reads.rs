@@ -36,6 +36,29 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_log))
 }
 
+/// The longest `?wait_ms` for `?min_version`, in milliseconds.
+const MAX_WAIT_MS: u64 = 30_000;
+
+/// The longest value of a parameter that filters on a keyword (`tag`, `actor`,
+/// `event_type`), in characters: the indices keep no longer keyword (`ignore_above` in
+/// `infra/elasticsearch/`), so a longer one could match nothing, and Elasticsearch refuses
+/// a term over 32766 bytes outright.
+const MAX_TERM_CHARS: usize = 1024;
+
+/// `value` if it is short enough to be a keyword the indices keep; 422 naming `field`
+/// otherwise.
+fn term(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(value) if value.chars().count() > MAX_TERM_CHARS => {
+            Err(ApiError::Validation(vec![FieldError::new(
+                field,
+                format!("must be at most {MAX_TERM_CHARS} characters"),
+            )]))
+        }
+        value => Ok(value),
+    }
+}
+
 fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(20),
@@ -48,11 +71,13 @@ fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GetParams {
     /// Wait until the read model has reached this version (read-your-writes).
     pub min_version: Option<u64>,
     /// How long to wait for `min_version`, in milliseconds (default 5000, at most 30000).
+    #[param(maximum = 30000)] // MAX_WAIT_MS
     pub wait_ms: Option<u64>,
 }
 
@@ -61,7 +86,9 @@ pub struct GetParams {
     get, path = "/v1/customers/{id}", tag = "customers",
     params(("id" = Uuid, Path), GetParams),
     responses(
-        (status = 200, body = CustomerResource, headers(("ETag" = String))), (status = 404, body = Problem),
+        (status = 200, body = CustomerResource,
+         headers(("ETag" = String, description = "The version, in quotes: send it as `If-Match`"))),
+        (status = 404, body = Problem),
         (status = 429, description = "Too many reads of the tenant wait for min_version", body = Problem),
         (status = 504, description = "min_version not reached in time", body = Problem),
     ),
@@ -76,13 +103,20 @@ pub async fn get_customer(
     use axum::response::IntoResponse;
     let tenant = caller.tenant_with_role(&READERS)?.clone();
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let wait_ms = params.wait_ms.unwrap_or(5_000);
+    if wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "wait_ms",
+            format!("must be at most {MAX_WAIT_MS}"),
+        )]));
+    }
     let Some(min) = params.min_version else {
         return read_model::customers::find(&app.store, &tenant, id)
             .await?
             .map(with_etag)
             .ok_or(ApiError::NotFound);
     };
-    let wait = Duration::from_millis(params.wait_ms.unwrap_or(5_000).min(30_000));
+    let wait = Duration::from_millis(wait_ms);
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first read, so progress noted in between is not missed.
     let mut progress = app.version_waits.wait(tenant.as_str(), id)?;
@@ -113,12 +147,15 @@ pub async fn get_customer(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Archived customers too (default: only active ones).
     #[serde(default)]
     pub include_archived: bool,
 }
@@ -133,7 +170,7 @@ pub struct CustomerPage {
 /// The tenant's customers in creation order; archived ones only on request.
 #[utoipa::path(
     get, path = "/v1/customers", tag = "customers", params(ListParams),
-    responses((status = 200, body = CustomerPage), (status = 422, body = Problem)),
+    responses((status = 200, body = CustomerPage)),
     security(("bearer" = []))
 )]
 pub async fn list_customers(
@@ -166,15 +203,21 @@ pub async fn list_customers(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// Words to find in name, email, phone, address and tags; typos and accents forgiven.
+    /// At most 200 characters; none: every customer.
     #[serde(default)]
+    #[param(max_length = 200)]
     pub q: String,
     /// Only customers with this tag.
+    #[param(max_length = 1024)] // MAX_TERM_CHARS
     pub tag: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// Archived customers too (default: only active ones).
     #[serde(default)]
     pub include_archived: bool,
 }
@@ -188,7 +231,7 @@ pub struct SearchResult {
 /// Full-text search over the tenant's customers.
 #[utoipa::path(
     get, path = "/v1/customers/search", tag = "customers", params(SearchParams),
-    responses((status = 200, body = SearchResult), (status = 422, body = Problem)),
+    responses((status = 200, body = SearchResult)),
     security(("bearer" = []))
 )]
 pub async fn search_customers(
@@ -209,7 +252,7 @@ pub async fn search_customers(
         &app.config.index_prefix,
         &tenant,
         &params.q,
-        params.tag.as_deref(),
+        term("tag", params.tag)?.as_deref(),
         limit,
         params.include_archived,
     )
@@ -249,6 +292,7 @@ pub async fn customer_history(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// RFC 3339 time, inclusive.
@@ -256,10 +300,15 @@ pub struct AuditParams {
     /// RFC 3339 time, inclusive.
     pub to: Option<DateTime<Utc>>,
     /// A user id or display name.
+    #[param(max_length = 1024)] // MAX_TERM_CHARS
     pub actor: Option<String>,
+    /// e.g. `CustomerRegistered`.
+    #[param(max_length = 1024)] // MAX_TERM_CHARS
     pub event_type: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -272,7 +321,7 @@ pub struct AuditPage {
 /// Every event of the tenant: who, when, what, with which request (tenant admins).
 #[utoipa::path(
     get, path = "/v1/audit", tag = "customers", params(AuditParams),
-    responses((status = 200, body = AuditPage), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = AuditPage)),
     security(("bearer" = []))
 )]
 pub async fn audit_log(
@@ -284,19 +333,26 @@ pub async fn audit_log(
     let limit = page_size(params.limit)?;
     let after = params
         .cursor
-        .map(|cursor| cursor.parse::<u64>())
-        .transpose()
-        .map_err(|_| {
-            ApiError::Validation(vec![FieldError::new(
-                "cursor",
-                "is not a cursor this API returned",
-            )])
-        })?;
+        .map(|cursor| {
+            // A global position, which Elasticsearch keeps as a signed 64-bit number: a
+            // bigger one was not returned by this API (and Elasticsearch would refuse it).
+            cursor
+                .parse::<i64>()
+                .ok()
+                .and_then(|position| u64::try_from(position).ok())
+                .ok_or_else(|| {
+                    ApiError::Validation(vec![FieldError::new(
+                        "cursor",
+                        "is not a cursor this API returned",
+                    )])
+                })
+        })
+        .transpose()?;
     let filter = AuditFilter {
         from: params.from,
         to: params.to,
-        actor: params.actor,
-        event_type: params.event_type,
+        actor: term("actor", params.actor)?,
+        event_type: term("event_type", params.event_type)?,
     };
     let (items, next) = read_model::audit::page(
         &app.es,

@@ -18,13 +18,23 @@ pub struct CustomerResource {
     pub name: String,
     pub email: String,
     pub phone: Option<String>,
-    #[schema(value_type = Option<super::input::AddressInput>)]
+    #[schema(value_type = Option<AddressResource>)]
     pub address: Option<Value>,
     pub tags: Vec<String>,
     /// `active` or `archived`.
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A customer's address as recorded. Its parts are shown as they were recorded, by the
+/// rules of their day, so they are plain strings here, not the input's constraints.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AddressResource {
+    pub street: String,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
 }
 
 impl From<CustomerRecord> for CustomerResource {
@@ -75,8 +85,18 @@ pub struct HistoryEntry {
 pub struct FieldChangeResource {
     pub field: String,
     /// Any JSON value: a string, a list of tags, an address object, or `null`.
+    #[schema(schema_with = any_json)]
     pub old: Value,
+    /// Any JSON value, as `old`.
+    #[schema(schema_with = any_json)]
     pub new: Value,
+}
+
+/// A schema every JSON value satisfies (`{}`); utoipa would say `object` for a `Value`.
+fn any_json() -> utoipa::openapi::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .into()
 }
 
 impl From<HistoryItem> for HistoryEntry {

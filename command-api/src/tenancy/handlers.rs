@@ -21,6 +21,7 @@ use crate::auth::{Caller, password};
 use crate::commands::{self, Command, Landed};
 use crate::extract::{IdempotencyKey, ValidJson};
 use crate::idempotency::{Idempotency, Scope, StoredResponse};
+use crate::openapi::fields;
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::state::AppState;
 use crate::users::UserInput;
@@ -39,27 +40,35 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct TenantInput {
     /// A lowercase slug: `^[a-z][a-z0-9-]{1,62}$`.
+    #[schema(schema_with = fields::tenant_id)]
     pub id: String,
+    /// 1 to 200 characters.
+    #[schema(schema_with = fields::tenant_name)]
     pub name: String,
     /// The tenant's first admin.
     pub admin: AdminInput,
 }
 
+/// A tenant's first admin: a user as `POST /v1/users` takes one, of the role `admin`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminInput {
+    #[schema(schema_with = fields::username)]
     pub username: String,
+    #[schema(schema_with = fields::password)]
     pub password: String,
+    #[schema(schema_with = fields::display_name)]
     pub display_name: String,
 }
 
 /// Registers a tenant and its first admin.
 #[utoipa::path(
     post, path = "/v1/tenants", tag = "tenants", request_body = TenantInput,
-    params(("Idempotency-Key" = Option<String>, Header)),
+    params(IdempotencyKey),
     responses(
-        (status = 201, body = Tenant, headers(("Location" = String))), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 201, body = Tenant,
+         headers(("Location" = String, description = "`/v1/tenants/{id}`"))),
+        (status = 409, description = "A tenant with this id exists", body = Problem),
     ),
     security(("bearer" = []))
 )]
@@ -92,10 +101,9 @@ pub async fn register_tenant(
     };
     let idempotency = Idempotency::new(
         Scope::Platform,
+        caller.user_id,
         key,
-        &Method::POST,
-        "/v1/tenants",
-        &body.raw,
+        app.fingerprints.of(&Method::POST, "/v1/tenants", &body.raw),
     );
     let password_hash = password::hash(admin.password.clone()).await?;
     let command = RegisterTenant {
@@ -196,7 +204,7 @@ fn already_exists(id: &TenantId) -> ApiError {
 /// Every tenant.
 #[utoipa::path(
     get, path = "/v1/tenants", tag = "tenants",
-    responses((status = 200, body = Vec<Tenant>), (status = 403, body = Problem)),
+    responses((status = 200, body = Vec<Tenant>)),
     security(("bearer" = []))
 )]
 pub async fn list_tenants(
@@ -210,7 +218,7 @@ pub async fn list_tenants(
 /// One tenant.
 #[utoipa::path(
     get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 200, body = Tenant), (status = 403, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = Tenant), (status = 404, body = Problem)),
     security(("bearer" = []))
 )]
 pub async fn get_tenant(
@@ -228,8 +236,11 @@ pub async fn get_tenant(
 /// Suspends a tenant: from the moment it commits, every instance refuses its tokens.
 #[utoipa::path(
     post, path = "/v1/tenants/{id}/suspend", tag = "tenants",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = Tenant), (status = 403, body = Problem), (status = 404, body = Problem)),
+    params(("id" = String, Path), IdempotencyKey),
+    responses(
+        (status = 200, body = Tenant), (status = 404, body = Problem),
+        (status = 409, description = "Another request changed the tenant at the same time", body = Problem),
+    ),
     security(("bearer" = []))
 )]
 pub async fn suspend_tenant(
@@ -244,8 +255,11 @@ pub async fn suspend_tenant(
 /// Reactivates a suspended tenant.
 #[utoipa::path(
     post, path = "/v1/tenants/{id}/reactivate", tag = "tenants",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = Tenant), (status = 403, body = Problem), (status = 404, body = Problem)),
+    params(("id" = String, Path), IdempotencyKey),
+    responses(
+        (status = 200, body = Tenant), (status = 404, body = Problem),
+        (status = 409, description = "Another request changed the tenant at the same time", body = Problem),
+    ),
     security(("bearer" = []))
 )]
 pub async fn reactivate_tenant(
@@ -272,7 +286,12 @@ async fn change_status(
         "suspend"
     };
     let path = format!("/v1/tenants/{id}/{action}");
-    let idempotency = Idempotency::new(Scope::Platform, key, &Method::POST, &path, b"");
+    let idempotency = Idempotency::new(
+        Scope::Platform,
+        caller.user_id,
+        key,
+        app.fingerprints.of(&Method::POST, &path, b""),
+    );
     let command = ChangeStatus {
         id: id.clone(),
         wanted,

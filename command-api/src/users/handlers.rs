@@ -31,17 +31,19 @@ pub struct User {
     pub id: Uuid,
     pub username: String,
     pub display_name: String,
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::openapi::fields::tenant_role)]
     pub role: Role,
 }
 
 /// Adds a user to the caller's tenant.
 #[utoipa::path(
     post, path = "/v1/users", tag = "users", request_body = UserInput,
-    params(("Idempotency-Key" = Option<String>, Header)),
+    params(IdempotencyKey),
     responses(
-        (status = 201, body = User), (status = 403, body = Problem), (status = 409, body = Problem),
-        (status = 422, body = Problem),
+        (status = 201, body = User,
+         headers(("Location" = String, description = "`/v1/users/{id}`"))),
+        (status = 409, description = "The username is taken in this tenant", body = Problem),
+        (status = 429, description = "The tenant's write rate is exceeded", body = Problem),
     ),
     security(("bearer" = []))
 )]
@@ -55,10 +57,9 @@ pub async fn create_user(
     let user = body.value.validate("").map_err(ApiError::Validation)?;
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
+        caller.user_id,
         key,
-        &Method::POST,
-        "/v1/users",
-        &body.raw,
+        app.fingerprints.of(&Method::POST, "/v1/users", &body.raw),
     );
     // Hashing takes a while: before the transaction, not inside it.
     let password_hash = password::hash(user.password.clone()).await?;
@@ -175,7 +176,7 @@ impl Command for RegisterUser {
 /// The users of the caller's tenant.
 #[utoipa::path(
     get, path = "/v1/users", tag = "users",
-    responses((status = 200, body = Vec<User>), (status = 403, body = Problem)),
+    responses((status = 200, body = Vec<User>)),
     security(("bearer" = []))
 )]
 pub async fn list_users(

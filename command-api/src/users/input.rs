@@ -7,19 +7,26 @@ use utoipa::ToSchema;
 
 use super::aggregate::parse_role;
 use crate::auth::password;
+use crate::openapi::fields;
 use crate::problem::FieldError;
 
 /// `POST /v1/users`, and the admin of `POST /v1/tenants`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
-    /// 3 to 64 characters of a-z, 0-9, `.`, `_`, `-`; case-insensitive.
+    /// 3 to 64 characters of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit;
+    /// case-insensitive (kept lowercase).
+    #[schema(schema_with = fields::username)]
     pub username: String,
     /// 12 to 128 characters.
+    #[schema(schema_with = fields::password)]
     pub password: String,
+    /// 1 to 100 characters.
+    #[schema(schema_with = fields::display_name)]
     pub display_name: String,
-    /// `admin`, `member` or `viewer`.
+    /// `admin`, `member` or `viewer`; default `member`.
     #[serde(default = "default_role")]
+    #[schema(schema_with = fields::tenant_role)]
     pub role: String,
 }
 

@@ -12,6 +12,13 @@ async fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
+    let dev_mode = std::env::var("CHRONICLE_DEV_MODE").is_ok_and(|v| v == "true");
+    if let Err(error) =
+        service::dev_guard::check_database_url(dev_mode, "DATABASE_ADMIN_URL", &admin_url)
+    {
+        tracing::error!(%error, "refusing to run");
+        return ExitCode::FAILURE;
+    }
     match event_store::migrations::run(&admin_url).await {
         Ok(()) => {
             let latest = event_store::migrations::MIGRATOR

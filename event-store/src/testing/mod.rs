@@ -81,29 +81,61 @@ impl ScratchDatabase {
 
     /// The app role's URL for this database, for processes the test starts.
     pub fn app_url(&self) -> String {
-        let app = env_url("DATABASE_URL");
-        match app.rsplit_once('/') {
-            Some((server, _database)) => format!("{server}/{}", self.name),
-            None => panic!("DATABASE_URL has no database part: {app}"),
-        }
+        self.url_of("DATABASE_URL")
+    }
+
+    /// The relay role's URL for this database.
+    pub fn relay_url(&self) -> String {
+        self.url_of("CHRONICLE_RELAY_DATABASE_URL")
+    }
+
+    /// The projector role's URL for this database.
+    pub fn projector_url(&self) -> String {
+        self.url_of("CHRONICLE_PROJECTOR_DATABASE_URL")
     }
 
     /// The owner role's URL for this database (replays create tables with it).
     pub fn admin_url(&self) -> String {
-        let admin = env_url("DATABASE_ADMIN_URL");
-        match admin.rsplit_once('/') {
+        self.url_of("DATABASE_ADMIN_URL")
+    }
+
+    /// The URL in `variable` (a `./dev env` one), pointed at this database.
+    fn url_of(&self, variable: &str) -> String {
+        let url = env_url(variable);
+        match url.rsplit_once('/') {
             Some((server, _database)) => format!("{server}/{}", self.name),
-            None => panic!("DATABASE_ADMIN_URL has no database part: {admin}"),
+            None => panic!("{variable} has no database part: {url}"),
         }
     }
 
-    /// A pool of `chronicle_app` connections, the role the services use.
+    /// A pool of `chronicle_app` connections, the role the command API uses.
     pub async fn app_pool(&self, max_connections: u32) -> PgPool {
         PgPoolOptions::new()
             .max_connections(max_connections)
             .connect_with(self.app.clone())
             .await
             .expect("connect as the app role")
+    }
+
+    /// A pool of the relay's role: the reader of the global log.
+    pub async fn relay_pool(&self, max_connections: u32) -> PgPool {
+        self.pool_of(&self.relay_url(), max_connections).await
+    }
+
+    /// A pool of the projector's role.
+    pub async fn projector_pool(&self, max_connections: u32) -> PgPool {
+        self.pool_of(&self.projector_url(), max_connections).await
+    }
+
+    async fn pool_of(&self, url: &str, max_connections: u32) -> PgPool {
+        let options = PgConnectOptions::from_str(url)
+            .unwrap_or_else(|e| panic!("{url} is not a valid URL: {e}"))
+            .log_statements(tracing::log::LevelFilter::Trace);
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await
+            .unwrap_or_else(|e| panic!("connect as {url}: {e}"))
     }
 
     /// A connection as `chronicle_owner`, for checking what even the owner cannot do.

@@ -219,8 +219,24 @@ async fn run(config: ProjectorConfig) -> ExitCode {
         }
     };
     let shutdown = service::shutdown::on_signals("projector");
-    match projector.run(shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = service::shutdown::within_grace(
+        projector.run(shutdown.clone()),
+        &shutdown,
+        service::shutdown::GRACE,
+    )
+    .await;
+    let Some(outcome) = outcome else {
+        // Abandoned work may sit in blocking calls a runtime would wait for: exit now.
+        std::process::exit(1);
+    };
+    match outcome {
+        Ok(()) => {
+            // Every batch is committed. A lag measurement may still sit in a blocking
+            // Kafka call (seconds of timeout), which the runtime would wait for on the way
+            // out: nothing is left to do, so exit now.
+            tracing::info!("projector stopped");
+            std::process::exit(0);
+        }
         Err(error) => {
             tracing::error!(%error, "projector failed");
             ExitCode::FAILURE

@@ -23,7 +23,17 @@ async fn main() -> ExitCode {
     };
     // SIGTERM or SIGINT: finish the batch in flight, then stop.
     let shutdown = service::shutdown::on_signals("relay");
-    match relay.run(shutdown).await {
+    let outcome = service::shutdown::within_grace(
+        relay.run(shutdown.clone()),
+        &shutdown,
+        service::shutdown::GRACE,
+    )
+    .await;
+    let Some(outcome) = outcome else {
+        // Abandoned work may sit in blocking calls a runtime would wait for: exit now.
+        std::process::exit(1);
+    };
+    match outcome {
         Ok(()) => {
             tracing::info!("relay stopped");
             ExitCode::SUCCESS

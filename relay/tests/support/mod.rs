@@ -89,7 +89,7 @@ impl RelayProcess {
         let log = std::env::temp_dir().join(format!("relay-{}.log", Uuid::now_v7().simple()));
         let file = std::fs::File::create(&log).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
-            .env("DATABASE_URL", database_url)
+            .env("CHRONICLE_RELAY_DATABASE_URL", database_url)
             .env("KAFKA_BROKERS", brokers)
             .env("CHRONICLE_TOPIC_PREFIX", topic_prefix)
             .env("CHRONICLE_RELAY_METRICS_ADDR", &metrics_addr)

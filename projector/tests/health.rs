@@ -1,0 +1,109 @@
+//! Health tells the truth: the lag is counted from the store's head, so events the relay
+//! has not published (a stopped relay, Kafka away) make the projector's health not ok once
+//! nothing has moved for the stall limit, and ok again when the pipeline has caught up.
+
+use std::time::{Duration, Instant};
+
+use event_store::EventStore;
+use event_store::testing::ScratchDatabase;
+use event_store::testing::fixtures::{append_many, tenant};
+use projector::projections::Projection;
+use projector::{Projector, ProjectorConfig};
+use relay::testing::TestTopics;
+use relay::{Relay, RelayConfig};
+use serde_json::Value;
+use service::Secret;
+use tokio_util::sync::CancellationToken;
+
+async fn health(client: &reqwest::Client, addr: &str) -> (u16, Value) {
+    let response = client
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("the projector answers /healthz");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_relay_has_not_published_make_the_projector_not_ok() {
+    let db = ScratchDatabase::create().await;
+    let topics = TestTopics::new();
+    let config = ProjectorConfig {
+        database_url: Secret::new(db.projector_url()),
+        dev_mode: true,
+        kafka_brokers: topics.brokers.clone(),
+        elasticsearch_url: event_store::testing::env_url("ELASTICSEARCH_URL"),
+        topic_prefix: topics.prefix.clone(),
+        index_prefix: topics.prefix.clone(),
+        metrics_addr: "127.0.0.1:0".to_owned(),
+        group_prefix: topics.prefix.clone(),
+        stall_after_ms: 2_000,
+        ..ProjectorConfig::default()
+    };
+    let projector = Projector::build(&config, &[Projection::Customers])
+        .await
+        .expect("the projector starts");
+    let addr = projector.metrics_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(projector.run(shutdown.clone()));
+
+    // No relay runs: these events are in the store and nowhere else.
+    let store = EventStore::new(db.app_pool(2).await);
+    append_many(&store, &tenant("acme"), 5, 50).await;
+
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = health(&client, &addr).await;
+        if status == 503 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(status, 503, "ok with 50 events unpublished: {body}");
+    let customers = &body["projections"]["customers"];
+    assert_eq!(customers["lag_events"], 50, "{body}");
+    assert!(
+        customers["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap_or_default().contains("events wait")),
+        "{body}"
+    );
+
+    // The relay starts: the events flow, and health is ok again.
+    let relay = Relay::build(RelayConfig {
+        database_url: Secret::new(db.relay_url()),
+        dev_mode: true,
+        kafka_brokers: topics.brokers.clone(),
+        topic_prefix: topics.prefix.clone(),
+        metrics_addr: "127.0.0.1:0".to_owned(),
+        topic_partitions: 3,
+        ..RelayConfig::default()
+    })
+    .await
+    .expect("the relay starts");
+    let relay = tokio::spawn(relay.run(shutdown.clone()));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = health(&client, &addr).await;
+        // Ok while it makes progress; done when nothing waits.
+        if status == 200 && body["projections"]["customers"]["lag_events"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ok 90 s after the relay started: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    relay.await.unwrap().unwrap();
+    let es = read_model::Es::new(&config.elasticsearch_url).unwrap();
+    read_model::indices::remove_layout(&es, &config.index_prefix).await;
+}
