@@ -222,7 +222,19 @@ cmd_chaos() {
   cd "$ROOT"
   export CHRONICLE_LAB_BIN_DIR="$ROOT/target/debug"
   say "chaos: two of each process (target/debug), faults one after another; logs in $(rel "$LOG_DIR")/chaos/"
-  "$ROOT/target/debug/chaos" "$@"
+  local rc=0
+  "$ROOT/target/debug/chaos" "$@" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    # CI keeps only what is printed: the warnings of each process, so a failure can be
+    # understood without the machine it ran on.
+    local log
+    for log in "$LOG_DIR"/chaos/*.log; do
+      [ -f "$log" ] || continue
+      say "chaos: last warnings of $(basename "$log" .log):"
+      sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E ' (WARN|ERROR) ' | tail -n 40 || true
+    done
+  fi
+  return "$rc"
 }
 
 cmd_soak() {

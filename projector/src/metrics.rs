@@ -47,6 +47,7 @@ pub struct ProjectorMetrics {
     pub lag_events: Family<ProjectionLabel, Gauge>,
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
     pub assigned_partitions: Family<ProjectionLabel, Gauge>,
+    pub consumer_restarts: Family<ProjectionLabel, Counter>,
     states: Mutex<HashMap<Projection, State>>,
     stall_after: Duration,
 }
@@ -63,6 +64,8 @@ struct State {
     /// When the lag was last measured.
     measured: Option<Instant>,
     waiting: i64,
+    /// Of `waiting`, the records already in Kafka (the rest the relay has not published).
+    in_kafka: i64,
 }
 
 impl Default for State {
@@ -73,6 +76,7 @@ impl Default for State {
             unassigned_since: Some(Instant::now()),
             measured: None,
             waiting: 0,
+            in_kafka: 0,
         }
     }
 }
@@ -86,6 +90,7 @@ impl Default for ProjectorMetrics {
             lag_events: Family::default(),
             lag_seconds: Family::default(),
             assigned_partitions: Family::default(),
+            consumer_restarts: Family::default(),
             registry: Registry::default(),
             states: Mutex::default(),
             stall_after: STALL_AFTER,
@@ -114,6 +119,11 @@ impl Default for ProjectorMetrics {
             "assigned_partitions",
             "Partitions this member holds for the projection",
             metrics.assigned_partitions.clone(),
+        );
+        registry.register(
+            "consumer_restarts",
+            "Kafka consumers replaced because they stayed stuck (see the projector's log)",
+            metrics.consumer_restarts.clone(),
         );
         Self {
             registry,
@@ -158,8 +168,16 @@ impl ProjectorMetrics {
             .get_or_insert_with(Instant::now);
     }
 
-    /// The lag was measured: `waiting` events, `assigned` partitions held here.
-    pub fn measured(&self, projection: Projection, waiting: i64, assigned: usize) {
+    /// The lag was measured: `in_kafka` records not committed by the group and
+    /// `unpublished` events not yet in Kafka; `assigned` partitions held here.
+    pub fn measured(
+        &self,
+        projection: Projection,
+        in_kafka: i64,
+        unpublished: i64,
+        assigned: usize,
+    ) {
+        let waiting = in_kafka + unpublished;
         let label = Self::label(projection.name());
         self.lag_events.get_or_create(&label).set(waiting);
         self.assigned_partitions
@@ -172,6 +190,7 @@ impl ProjectorMetrics {
         let state = states.entry(projection).or_default();
         state.measured = Some(Instant::now());
         state.waiting = waiting;
+        state.in_kafka = in_kafka;
         if assigned > 0 {
             state.unassigned_since = None;
         } else {
@@ -200,6 +219,45 @@ impl ProjectorMetrics {
         {
             state.unassigned_since = Some(Instant::now());
         }
+    }
+
+    /// What is wrong with `projection` that a new Kafka consumer could mend: the lag cannot
+    /// be measured, no partition comes, or records wait and none arrive. `None` while a
+    /// batch is failing: then the store or an index is away, not the consumer.
+    pub fn consumer_trouble(&self, projection: Projection) -> Option<String> {
+        let state = self.states().get(&projection).copied().unwrap_or_default();
+        if state.failing_since.is_some() {
+            return None;
+        }
+        let mut trouble = Vec::new();
+        if state
+            .measured
+            .is_none_or(|at| at.elapsed() > MEASURED_WITHIN)
+        {
+            trouble.push("the lag cannot be measured".to_owned());
+        }
+        if let Some(since) = state.unassigned_since
+            && since.elapsed() > UNASSIGNED_AFTER
+        {
+            trouble.push(format!("no partition for {} s", since.elapsed().as_secs()));
+        }
+        // Records the relay has not published are the relay's trouble, not the consumer's.
+        if state.in_kafka > 0 && state.progressed.elapsed() > self.stall_after {
+            trouble.push(format!(
+                "{} records wait in Kafka and none came for {} s",
+                state.in_kafka,
+                state.progressed.elapsed().as_secs()
+            ));
+        }
+        (!trouble.is_empty()).then(|| trouble.join("; "))
+    }
+
+    /// `projection` has a new consumer: it is judged afresh, as at start.
+    pub fn new_consumer(&self, projection: Projection) {
+        self.states().insert(projection, State::default());
+        self.consumer_restarts
+            .get_or_create(&Self::label(projection.name()))
+            .inc();
     }
 
     /// What is wrong with `projection`, if anything.

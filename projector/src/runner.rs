@@ -22,6 +22,8 @@ use crate::projections::{self, Projection, Sinks};
 
 pub struct Runner {
     projection: Projection,
+    /// What each consumer of this projection is made from (a stuck one is replaced).
+    client_config: ClientConfig,
     consumer: Arc<StreamConsumer>,
     sinks: Sinks,
     dead_letters: DeadLetters,
@@ -76,7 +78,8 @@ impl Runner {
         dead_letters: DeadLetters,
         metrics: Arc<ProjectorMetrics>,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let mut client_config = ClientConfig::new();
+        client_config
             .set("bootstrap.servers", &config.kafka_brokers)
             .set(
                 "group.id",
@@ -94,8 +97,8 @@ impl Runner {
             .set("socket.timeout.ms", "10000")
             .set("socket.connection.setup.timeout.ms", "5000")
             .set("reconnect.backoff.max.ms", "1000")
-            .set("socket.keepalive.enable", "true")
-            .create()?;
+            .set("socket.keepalive.enable", "true");
+        let consumer: StreamConsumer = client_config.create()?;
         let topics: Vec<String> = projection
             .aggregates()
             .iter()
@@ -103,6 +106,7 @@ impl Runner {
             .collect();
         Ok(Self {
             projection,
+            client_config,
             consumer: Arc::new(consumer),
             sinks,
             dead_letters,
@@ -115,10 +119,40 @@ impl Runner {
         })
     }
 
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), rdkafka::error::KafkaError> {
+    /// Consumes until shutdown. A consumer that stays stuck (librdkafka can lose its group
+    /// coordinator for good after a broker restart: no partitions, no lag, no records) is
+    /// replaced by a new one; what it had not committed is read again.
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        tracing::info!(projection = self.projection.name(), topics = ?self.topics, "projection started");
+        while let Some(trouble) = self.session(&shutdown).await? {
+            tracing::warn!(
+                projection = self.projection.name(),
+                %trouble,
+                "the kafka consumer stayed stuck; replacing it"
+            );
+            let fresh = Arc::new(self.client_config.create::<StreamConsumer>()?);
+            let stuck = std::mem::replace(&mut self.consumer, fresh);
+            // Its close may wait on the coordinator it lost: not on this task.
+            std::thread::spawn(move || drop(stuck));
+            self.metrics.new_consumer(self.projection);
+        }
+        close(self.projection, self.consumer, CLOSE_WITHIN).await;
+        tracing::info!(projection = self.projection.name(), "projection stopped");
+        Ok(())
+    }
+
+    /// One consumer's life: subscribe, project batches; `None` on shutdown, or what kept
+    /// the consumer stuck for [`REPLACE_AFTER`].
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<String>, rdkafka::error::KafkaError> {
         let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         self.consumer.subscribe(&names)?;
-        tracing::info!(projection = self.projection.name(), topics = ?self.topics, "projection started");
+        let lag_stop = shutdown.child_token();
         let lag = tokio::spawn(track_lag(
             self.projection,
             self.consumer.clone(),
@@ -126,9 +160,13 @@ impl Runner {
             self.sinks.store.clone(),
             self.relay_name.clone(),
             self.metrics.clone(),
-            shutdown.clone(),
+            lag_stop.clone(),
         ));
-        while let Some(batch) = self.next_batch(&shutdown).await {
+        let mut trouble_since: Option<std::time::Instant> = None;
+        let end = loop {
+            let Some(batch) = self.next_batch(shutdown).await else {
+                break None;
+            };
             if batch.is_empty() && self.metrics.unassigned_too_long(self.projection) {
                 // Held no partition for long (the group lost it, a coordinator that went
                 // away): leave and join again rather than wait to be given some.
@@ -141,17 +179,26 @@ impl Runner {
                 // Give the join its time before judging it again.
                 self.metrics.rejoined(self.projection);
             }
-            if !self.project(batch, &shutdown).await {
-                break;
+            if !self.project(batch, shutdown).await {
+                break None;
             }
-        }
+            match self.metrics.consumer_trouble(self.projection) {
+                None => trouble_since = None,
+                Some(trouble) => {
+                    let since = *trouble_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > REPLACE_AFTER {
+                        break Some(trouble);
+                    }
+                }
+            }
+        };
         // The lag task may be inside a blocking Kafka call with seconds of timeout left
-        // (committed offsets from a coordinator that is going away): shutdown does not wait
-        // for a measurement nobody will read.
+        // (committed offsets from a coordinator that is going away): nobody waits for a
+        // measurement nobody will read.
+        lag_stop.cancel();
         lag.abort();
         let _ = lag.await;
-        tracing::info!(projection = self.projection.name(), "projection stopped");
-        Ok(())
+        Ok(end)
     }
 
     /// Up to `batch_size` records: waits for the first, then at most `batch_wait` for more.
@@ -298,6 +345,30 @@ impl Runner {
     }
 }
 
+/// How long a consumer may stay in trouble (health already failing) before it is replaced.
+const REPLACE_AFTER: Duration = Duration::from_secs(30);
+
+/// How long shutdown waits for a consumer to leave its group cleanly (commit, leave): a
+/// consumer whose coordinator is away would wait for minutes.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Closes `consumer` on a thread of its own, waiting at most `within`: past that the
+/// process goes on without it (the group notices the member gone after its session
+/// timeout, and records not committed are read again: harmless).
+async fn close(projection: Projection, consumer: Arc<StreamConsumer>, within: Duration) {
+    let (closed, done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = closed.send(());
+    });
+    if tokio::time::timeout(within, done).await.is_err() {
+        tracing::warn!(
+            projection = projection.name(),
+            "the kafka consumer did not close in time; going on without it"
+        );
+    }
+}
+
 /// Events behind per projection, every two seconds (see the metrics module): the records
 /// on every partition of its topics that its group has not committed, plus the events the
 /// relay has not published; and how many partitions this member holds. Kafka's calls
@@ -323,7 +394,7 @@ async fn track_lag(
         let unpublished = unpublished(&store, &relay_name).await;
         match (in_kafka, unpublished) {
             (Ok(Ok((kafka, assigned))), Ok(unpublished)) => {
-                metrics.measured(projection, kafka + unpublished, assigned);
+                metrics.measured(projection, kafka, unpublished, assigned);
             }
             (Ok(Err(error)), _) => {
                 tracing::warn!(projection = projection.name(), %error, "could not measure the lag in kafka");

@@ -203,11 +203,20 @@ pub async fn run(settings: &ChaosSettings, faults: &[Fault]) -> ChaosReport {
         let started = Instant::now();
         let note = inject(fault, settings, &mut cluster, &load, &client).await;
         let restored = Instant::now();
-        let recovered_after = recover(&cluster, &load, restored, settings.recovery_limit).await;
+        let recovery = recover(&cluster, &load, restored, settings.recovery_limit).await;
         let window_end = Instant::now();
         load.pause().await;
         // Everything accepted is now answered: let the pipeline take the last of it.
-        let _ = recover(&cluster, &load, Instant::now(), settings.recovery_limit).await;
+        let settled = recover(&cluster, &load, Instant::now(), settings.recovery_limit).await;
+        let mut note = note;
+        if let Err(waiting_for) = &recovery {
+            println!("chaos:   not recovered: {waiting_for}");
+            let _ = write!(note, "; not recovered: {waiting_for}");
+        }
+        if let Err(waiting_for) = &settled {
+            let _ = write!(note, "; not settled with the load paused: {waiting_for}");
+        }
+        let recovered_after = recovery.ok();
         let snapshot = clone_ledger(&load.ledger.lock().expect("ledger lock"));
         let findings = verifier.check(&snapshot).await;
         load.resume();
@@ -384,52 +393,62 @@ async fn infra(settings: &ChaosSettings, action: &str, service: &str) {
 }
 
 /// Waits until every instance is healthy and the read model holds every command accepted
-/// before `since`; how long after `since` that was.
+/// before `since`: how long after `since` that was, or what still stood in the way when
+/// `limit` ran out (so a failed run says which process, and why, in its report).
 async fn recover(
     cluster: &Cluster,
     load: &Load,
     since: Instant,
     limit: Duration,
-) -> Option<Duration> {
+) -> Result<Duration, String> {
     let client = reqwest::Client::new();
     let projector_pool = cluster.db.projector_pool(2).await;
     let es = cluster.projector_config().elasticsearch_url;
     let deadline = since + limit;
     loop {
+        let waiting_for = match unhealthy(cluster, &client).await {
+            Some(instance) => instance,
+            None => {
+                match caught_up(load, &projector_pool, &client, &es, &cluster.prefix, since).await {
+                    Ok(()) => return Ok(since.elapsed()),
+                    Err(behind) => behind,
+                }
+            }
+        };
         if Instant::now() > deadline {
-            return None;
-        }
-        if all_healthy(cluster, &client).await
-            && caught_up(load, &projector_pool, &client, &es, &cluster.prefix, since).await
-        {
-            return Some(since.elapsed());
+            return Err(waiting_for);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-async fn all_healthy(cluster: &Cluster, client: &reqwest::Client) -> bool {
+/// The first instance that is not healthy, with what it says of itself.
+async fn unhealthy(cluster: &Cluster, client: &reqwest::Client) -> Option<String> {
     for instance in &cluster.instances {
-        let healthy = match instance.kind {
+        let verdict = match instance.kind {
             Kind::Api => {
                 let url = format!("{}/readyz", instance.base_url().unwrap_or_default());
-                client
-                    .get(url)
-                    .timeout(Duration::from_secs(3))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
+                match client.get(url).timeout(Duration::from_secs(3)).send().await {
+                    Ok(response) if response.status().is_success() => None,
+                    Ok(response) => Some(format!(
+                        "/readyz {}: {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    )),
+                    Err(error) => Some(format!("/readyz unanswered: {error}")),
+                }
             }
-            Kind::Relay | Kind::Projector => instance
-                .healthz(client)
-                .await
-                .is_some_and(|health| health["status"] == "ok"),
+            Kind::Relay | Kind::Projector => match instance.healthz(client).await {
+                Some(health) if health["status"] == "ok" => None,
+                Some(health) => Some(format!("/healthz {health}")),
+                None => Some("/healthz unanswered".to_owned()),
+            },
         };
-        if !healthy {
-            return false;
+        if let Some(verdict) = verdict {
+            return Some(format!("{} not healthy: {verdict}", instance.name));
         }
     }
-    true
+    None
 }
 
 /// Whether the projections hold every command accepted before `since`: the read model each
@@ -442,7 +461,7 @@ async fn caught_up(
     es: &str,
     prefix: &str,
     since: Instant,
-) -> bool {
+) -> Result<(), String> {
     let wanted = {
         let ledger = load.ledger.lock().expect("ledger lock");
         let accepted = Ledger {
@@ -471,27 +490,32 @@ async fn caught_up(
                 .and_then(|body| body["count"].as_u64()),
             Err(_) => None,
         };
-        if count.is_none_or(|count| count < events) {
-            return false;
+        match count {
+            Some(count) if count >= events => {}
+            Some(count) => return Err(format!("{index} index holds {count} of {events} events")),
+            None => return Err(format!("{index} index cannot be counted")),
         }
     }
     let mut tenants: Vec<&String> = wanted.keys().map(|(tenant, _)| tenant).collect();
     tenants.sort();
     tenants.dedup();
     for tenant in tenants {
-        let Ok(rows) = read_model_versions(projector_pool, tenant).await else {
-            return false;
-        };
+        let rows = read_model_versions(projector_pool, tenant)
+            .await
+            .map_err(|error| format!("read model of {tenant} unreadable: {error}"))?;
         let have: std::collections::HashMap<uuid::Uuid, i64> = rows.into_iter().collect();
-        let behind = wanted.iter().any(|((t, customer), version)| {
-            t == tenant
-                && have
-                    .get(customer)
-                    .is_none_or(|have| u64::try_from(*have).unwrap_or(0) < *version)
-        });
-        if behind {
-            return false;
+        let behind = wanted
+            .iter()
+            .filter(|((t, customer), version)| {
+                t == tenant
+                    && have
+                        .get(customer)
+                        .is_none_or(|have| u64::try_from(*have).unwrap_or(0) < **version)
+            })
+            .count();
+        if behind > 0 {
+            return Err(format!("read model of {tenant}: {behind} customers behind"));
         }
     }
-    true
+    Ok(())
 }
