@@ -23,8 +23,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::access::{RoleRegistry, UserDirectory};
 use crate::auth::keys::{KeyError, KeySet};
 use crate::auth::revocation::RevocationList;
+use crate::auth::sessions::Sessions;
 use crate::auth::token::TokenService;
 use crate::auth::{login, password};
 use crate::config::ApiConfig;
@@ -35,7 +37,7 @@ use crate::state::{AppInner, AppState};
 use crate::telemetry::HttpMetrics;
 use crate::tenancy::TenantRegistry;
 use crate::version_waits::VersionWaits;
-use crate::{customers, openapi, ops, request_ids, server, sync, tenancy, users};
+use crate::{customers, openapi, ops, request_ids, roles, server, sync, tenancy, users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -119,6 +121,16 @@ impl Application {
             tokens,
             fingerprints,
             tenants: TenantRegistry::default(),
+            users: UserDirectory::default(),
+            roles: RoleRegistry::default(),
+            sessions: Sessions {
+                window: chrono::Duration::seconds(
+                    i64::try_from(config.refresh_window_secs).unwrap_or(i64::MAX / 2),
+                ),
+                access_lifetime: chrono::Duration::seconds(
+                    i64::try_from(config.jwt_ttl_secs).unwrap_or(i64::MAX / 2) + 60,
+                ),
+            },
             revocations: RevocationList::default(),
             http_metrics: Arc::new(HttpMetrics::new(config.metrics_max_tenants)),
             dummy_password_hash,
@@ -130,6 +142,8 @@ impl Application {
             config,
         });
         state.tenants.reload(&pool).await?;
+        state.users.reload(&pool).await?;
+        state.roles.reload(&pool).await?;
         state.revocations.reload(&pool).await?;
         let listener = TcpListener::bind(&state.config.http_addr).await?;
         let metrics_listener = TcpListener::bind(&state.config.metrics_addr).await?;
@@ -236,7 +250,9 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(login::router())
         .merge(tenancy::handlers::router())
+        .merge(tenancy::signup::router())
         .merge(users::router())
+        .merge(roles::router())
         .merge(customers::handlers::router())
         .merge(customers::reads::router())
         .merge(ops::router())
@@ -282,15 +298,21 @@ async fn bootstrap_platform_admin(pool: &PgPool, spec: &str) -> Result<(), Start
 
 /// Periodic upkeep: idle rate-limit buckets and expired idempotency records.
 async fn housekeeping(state: AppState, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(60));
-    let mut minutes = 0u64;
+    let every = Duration::from_secs(state.config.housekeeping_interval_secs.max(1));
+    let mut ticks = tokio::time::interval(every);
+    // Purges run about hourly, whatever the interval.
+    let purge_every = (3_600 / every.as_secs()).max(1);
+    let mut rounds = 0u64;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
         state.limits.forget_idle();
-        if minutes.is_multiple_of(60) {
+        if let Err(error) = tenancy::signup::abandon_stale(&state).await {
+            tracing::warn!(%error, "looking for unfinished sign-ups failed");
+        }
+        if rounds.is_multiple_of(purge_every) {
             match sqlx::query_scalar!("SELECT purge_expired_idempotency_keys()")
                 .fetch_one(state.store.pool())
                 .await
@@ -298,7 +320,11 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
                 Ok(purged) => tracing::debug!(?purged, "expired idempotency records purged"),
                 Err(error) => tracing::warn!(%error, "purging idempotency records failed"),
             }
+            match state.sessions.purge(state.store.pool()).await {
+                Ok(purged) => tracing::debug!(purged, "expired refresh tokens and sessions purged"),
+                Err(error) => tracing::warn!(%error, "purging refresh tokens failed"),
+            }
         }
-        minutes += 1;
+        rounds += 1;
     }
 }

@@ -26,6 +26,12 @@
 //! | `CHRONICLE_ELASTICSEARCH_TIMEOUT_MS` | `5000`: a search, history or audit read that Elasticsearch does not answer in time is a 503 with `Retry-After` |
 //! | `CHRONICLE_METRICS_MAX_TENANTS` | `100`: tenants that get a `tenant` label of their own in `/metrics`; the rest are counted as `other` (the cardinality bound) |
 //! | `CHRONICLE_DEV_MODE` | `false`: `true` allows the development passwords (database roles named as their passwords, the bootstrap admin's `dev-admin-password`); `./dev` sets it |
+//! | `CHRONICLE_SIGNUP` | `closed`: `open` serves `POST /v1/signup` (self-service tenants); `./dev up` sets it |
+//! | `CHRONICLE_SIGNUP_PER_ADDRESS_PER_HOUR` | `20` sign-ups per client network (an IPv4 address, an IPv6 /64) |
+//! | `CHRONICLE_SIGNUP_PENDING_TIMEOUT_SECS` | `3600`: a tenant whose set-up was left halfway this long is taken back (its id free again) |
+//! | `CHRONICLE_HOUSEKEEPING_INTERVAL_SECS` | `60`: how often expired records are purged and unfinished sign-ups looked for |
+//! | `CHRONICLE_BASE_DOMAIN` | `localhost`: `<tenant>.<base domain>` names the tenant of a login or sign-up |
+//! | `CHRONICLE_REFRESH_WINDOW_SECS` | `2592000` (30 days): a refresh token unused this long expires; each refresh starts it afresh |
 //! | `CHRONICLE_MIN_VERSION_WAITS_PER_TENANT`, `CHRONICLE_MIN_VERSION_WAITS_TOTAL` | `200`, `1000`: reads waiting for `?min_version` at once; more are answered 429 |
 
 use std::path::PathBuf;
@@ -70,6 +76,13 @@ pub struct ApiConfig {
     pub dev_mode: bool,
     pub elasticsearch_timeout_ms: u64,
     pub metrics_max_tenants: usize,
+    /// `open` or `closed`.
+    pub signup: String,
+    pub signup_per_address_per_hour: u32,
+    pub signup_pending_timeout_secs: u64,
+    pub housekeeping_interval_secs: u64,
+    pub base_domain: String,
+    pub refresh_window_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -107,11 +120,22 @@ impl Default for ApiConfig {
             dev_mode: false,
             elasticsearch_timeout_ms: 5_000,
             metrics_max_tenants: 100,
+            signup: "closed".to_owned(),
+            signup_per_address_per_hour: 20,
+            signup_pending_timeout_secs: 3_600,
+            housekeeping_interval_secs: 60,
+            base_domain: "localhost".to_owned(),
+            refresh_window_secs: 30 * 24 * 3_600,
         }
     }
 }
 
 impl ApiConfig {
+    /// Whether `POST /v1/signup` is served.
+    pub fn signup_open(&self) -> bool {
+        self.signup.eq_ignore_ascii_case("open")
+    }
+
     /// Defaults, then `DATABASE_URL` and every `CHRONICLE_<FIELD>` variable (the metrics
     /// address is `CHRONICLE_API_METRICS_ADDR`).
     pub fn from_env() -> Result<Self, Box<figment::Error>> {

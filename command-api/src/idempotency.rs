@@ -56,10 +56,13 @@ impl StoredResponse {
 
 impl IntoResponse for StoredResponse {
     fn into_response(self) -> Response {
+        let empty = self.body.is_empty();
         let mut response = Response::new(Body::from(self.body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        if !empty {
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+        }
         for (name, value) in self.headers {
             if let (Ok(name), Ok(value)) =
                 (HeaderName::try_from(name), HeaderValue::try_from(value))
@@ -133,6 +136,31 @@ impl Idempotency {
             key: key.0,
             fingerprint,
         }
+    }
+
+    /// No key: nothing to check or record (a step of a larger write that records its own).
+    pub fn none(scope: Scope) -> Self {
+        Self {
+            scope,
+            user: Uuid::nil(),
+            key: None,
+            fingerprint: String::new(),
+        }
+    }
+
+    /// [`Idempotency::replay`] in a transaction of its own, for a write made of several
+    /// transactions (a tenant's set-up) that must first know whether it already finished.
+    pub async fn replay_now(
+        &self,
+        pool: &sqlx::PgPool,
+    ) -> Result<Option<StoredResponse>, ApiError> {
+        if self.key.is_none() {
+            return Ok(None);
+        }
+        let mut tx = pool.begin().await?;
+        let replay = self.replay(&mut tx).await?;
+        tx.commit().await?;
+        Ok(replay)
     }
 
     /// Whose keys these are.

@@ -4,10 +4,14 @@
 //! - [`app`]: [`Application`] (build, bind, run) and the router of every resource.
 //! - [`state`]: [`state::AppState`], the services every handler may use.
 //! - [`config`]: [`ApiConfig`], from the environment.
-//! - [`auth`]: keys, JWTs, passwords, revocation, the [`auth::Caller`] extractor, login.
-//! - [`tenancy`]: the tenant aggregate, the in-memory registry, the platform admin's endpoints.
+//! - [`auth`]: keys, JWTs, passwords, revocation, login sessions and refresh tokens, the
+//!   [`auth::Caller`] extractor, login.
+//! - [`access`]: who may do what, in memory: the user directory and the tenants' roles.
+//! - [`tenancy`]: the tenant aggregate, the in-memory registry, the platform admin's
+//!   endpoints, sign-up, the tenant named by host.
+//! - [`roles`]: a tenant's own roles: `GET/POST/PATCH/DELETE /v1/roles`.
 //! - [`sync`]: keeps the in-memory registries current through LISTEN/NOTIFY.
-//! - [`users`]: a tenant's users: the aggregate, validation, the tenant admin's endpoints.
+//! - [`users`]: a tenant's users: the aggregate, validation, the administration endpoints.
 //! - [`commands`]: the one command pipeline every write goes through.
 //! - [`customers`]: the pure customer aggregate, input validation, the command handlers, the
 //!   reads and the shapes the API gives them.
@@ -24,6 +28,7 @@
 //!   the schemas of what clients send.
 //! - `testing` (feature `testing`): the API on port 0 for a test, driven over HTTP.
 
+pub mod access;
 pub mod app;
 pub mod auth;
 pub mod commands;
@@ -36,6 +41,7 @@ pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod request_ids;
+pub mod roles;
 pub mod server;
 pub mod state;
 pub mod sync;

@@ -1,5 +1,5 @@
-//! Rate limits (token buckets, by `governor`): failed logins, and writes per tenant so one
-//! tenant's flood cannot starve another's requests.
+//! Rate limits (token buckets, by `governor`): failed logins, sign-ups per client network,
+//! and writes per tenant so one tenant's flood cannot starve another's requests.
 //!
 //! Logins are throttled on *failures* only, per client network and per account seen from
 //! that network. A correct password is never counted, and an attacker guessing from
@@ -25,6 +25,7 @@ pub struct Limits {
     failed_logins_by_network: FailureBudget<IpAddr>,
     failed_logins_by_account: FailureBudget<(String, IpAddr)>,
     writes_by_tenant: DefaultKeyedRateLimiter<String>,
+    signups_by_network: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 fn at_least_one(n: u32) -> NonZeroU32 {
@@ -44,6 +45,9 @@ impl Limits {
                 Quota::per_second(at_least_one(config.tenant_writes_per_second))
                     .allow_burst(at_least_one(config.tenant_write_burst)),
             ),
+            signups_by_network: DefaultKeyedRateLimiter::keyed(Quota::per_hour(at_least_one(
+                config.signup_per_address_per_hour,
+            ))),
         }
     }
 
@@ -65,6 +69,11 @@ impl Limits {
             .spend((account.to_owned(), network));
     }
 
+    /// A sign-up from `address` (every attempt counts: each one makes a tenant).
+    pub fn signup(&self, address: IpAddr) -> Result<(), ApiError> {
+        check(&self.signups_by_network, &client_network(address))
+    }
+
     pub fn write(&self, tenant: &str) -> Result<(), ApiError> {
         check(&self.writes_by_tenant, &tenant.to_owned())
     }
@@ -74,6 +83,7 @@ impl Limits {
         self.failed_logins_by_network.forget_idle();
         self.failed_logins_by_account.forget_idle();
         self.writes_by_tenant.retain_recent();
+        self.signups_by_network.retain_recent();
     }
 }
 

@@ -431,7 +431,20 @@ pub mod fields {
                 "TenantRole",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(["admin", "member", "viewer"]))
+                    .description(Some(
+                        "A built-in role (`admin`, `member`, `viewer`) or one the tenant \
+                         defined (`GET /v1/roles`)",
+                    ))
+                    .pattern(Some("^[a-z][a-z0-9_-]{1,39}$"))
+                    .into(),
+            ),
+            (
+                "Permission",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(
+                        schemas::Permission::ALL.map(schemas::Permission::as_str),
+                    ))
                     .into(),
             ),
         ]
@@ -502,8 +515,32 @@ pub mod fields {
         component("TenantId")
     }
 
+    pub fn optional_tenant_id() -> RefOr<Schema> {
+        nullable("TenantId")
+    }
+
     pub fn tenant_role() -> RefOr<Schema> {
         component("TenantRole")
+    }
+
+    pub fn optional_tenant_role() -> RefOr<Schema> {
+        nullable("TenantRole")
+    }
+
+    pub fn optional_display_name() -> RefOr<Schema> {
+        nullable("DisplayName")
+    }
+
+    pub fn permission() -> RefOr<Schema> {
+        component("Permission")
+    }
+
+    /// A set of permissions, each at most once.
+    pub fn permissions() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(permission())
+            .unique_items(true)
+            .into()
     }
 }
 

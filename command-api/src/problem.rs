@@ -52,7 +52,12 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
-
+    /// The caller's role lacks a permission the action needs.
+    #[error("missing permission {0}")]
+    MissingPermission(schemas::Permission),
+    /// Granting permissions the caller does not hold.
+    #[error("cannot grant permissions one does not hold")]
+    CannotGrant(Vec<schemas::Permission>),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -101,7 +106,9 @@ impl ApiError {
         match self {
             Self::BadRequest(_) | Self::BadHeader(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::MissingPermission(_) | Self::CannotGrant(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -125,7 +132,17 @@ impl ApiError {
             Self::Unauthenticated(why) => (*why).to_owned(),
             Self::InvalidCredentials => "tenant, username or password is wrong".to_owned(),
             Self::Forbidden(why) => (*why).to_owned(),
-
+            Self::MissingPermission(permission) => {
+                format!("this needs the permission `{permission}`, which your role does not have")
+            }
+            Self::CannotGrant(permissions) => format!(
+                "you cannot grant what you do not hold: {}",
+                permissions
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Self::NotFound => "no such resource".to_owned(),
             Self::MethodNotAllowed => "this resource does not support the method".to_owned(),
             Self::Conflict(detail) => detail.clone(),
@@ -163,7 +180,8 @@ impl ApiError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::InvalidCredentials => "invalid-credentials",
             Self::Forbidden(_) => "forbidden",
-
+            Self::MissingPermission(_) => "missing-permission",
+            Self::CannotGrant(_) => "cannot-grant",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",

@@ -8,7 +8,9 @@ use std::sync::atomic::AtomicBool;
 use event_store::EventStore;
 use read_model::Es;
 
+use crate::access::{RoleRegistry, UserDirectory};
 use crate::auth::revocation::RevocationList;
+use crate::auth::sessions::Sessions;
 use crate::auth::token::TokenService;
 use crate::config::ApiConfig;
 use crate::idempotency::FingerprintKey;
@@ -26,6 +28,12 @@ pub struct AppInner {
     /// Keys the fingerprints of requests sent with an `Idempotency-Key`.
     pub fingerprints: FingerprintKey,
     pub tenants: TenantRegistry,
+    /// Every tenant user's role, status and session cut-off.
+    pub users: UserDirectory,
+    /// Each tenant's own roles.
+    pub roles: RoleRegistry,
+    /// Login sessions and their refresh tokens.
+    pub sessions: Sessions,
     pub revocations: RevocationList,
     pub limits: Limits,
     pub http_metrics: Arc<HttpMetrics>,

@@ -1,5 +1,5 @@
-//! Keeps this instance's in-memory registries current: the tenant registry and the
-//! revocation list are reloaded whenever PostgreSQL notifies a change, and fully after
+//! Keeps this instance's in-memory registries current: the tenant registry, the user
+//! directory, the tenants' roles and the revocation list are reloaded whenever PostgreSQL notifies a change, and fully after
 //! every (re)connection, since notifications sent while disconnected are lost. The read
 //! model's progress notes wake the readers waiting for a version (and a reconnection wakes
 //! them all, to read again).
@@ -23,6 +23,8 @@ use crate::state::AppInner;
 
 const TENANTS: &str = "chronicle_tenants";
 const REVOCATIONS: &str = "chronicle_revocations";
+const USERS: &str = "chronicle_users";
+const ROLES: &str = "chronicle_roles";
 const READ_MODEL: &str = read_model::progress::CHANNEL;
 
 /// How often the listening connection is probed when no notification arrives.
@@ -77,10 +79,12 @@ async fn listen(
     // sqlx: the reload has to follow the LISTEN, which only a fresh pass here guarantees.
     listener.ignore_pool_close_event(true);
     listener
-        .listen_all([TENANTS, REVOCATIONS, READ_MODEL])
+        .listen_all([TENANTS, REVOCATIONS, USERS, ROLES, READ_MODEL])
         .await?;
     bounded(async {
         app.tenants.reload(pool).await?;
+        app.users.reload(pool).await?;
+        app.roles.reload(pool).await?;
         app.revocations.reload(pool).await
     })
     .await?;
@@ -101,6 +105,8 @@ async fn listen(
         match notification.channel() {
             TENANTS => bounded(app.tenants.reload_one(pool, notification.payload())).await?,
             REVOCATIONS => bounded(app.revocations.reload(pool)).await?,
+            USERS => bounded(app.users.reload_one(pool, notification.payload())).await?,
+            ROLES => bounded(app.roles.reload_tenant(pool, notification.payload())).await?,
             READ_MODEL => {
                 if let Some((tenant, changes)) = read_model::progress::parse(notification.payload())
                 {

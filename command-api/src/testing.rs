@@ -320,3 +320,41 @@ async fn wait_until_ready(base: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Elasticsearch indices of a test's own (a unique prefix, the templates' layout), removed
+/// when dropped.
+#[derive(Debug)]
+pub struct TestIndices {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestIndices {
+    pub async fn create(name: &str) -> Self {
+        let url = event_store::testing::env_url("ELASTICSEARCH_URL");
+        let es = read_model::Es::new(&url).expect("ELASTICSEARCH_URL is a URL");
+        let prefix = format!("{name}-{}", uuid::Uuid::now_v7().simple());
+        read_model::indices::ensure_layout(&es, &prefix)
+            .await
+            .expect("the indices are created");
+        Self { url, prefix }
+    }
+}
+
+impl Drop for TestIndices {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        // On a runtime of our own, with a client of its own: the test's runtime is blocked
+        // here (or gone, after a panic), and its client's connections belong to it.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            let es = read_model::Es::new(&url).ok()?;
+            runtime.block_on(read_model::indices::remove_layout(&es, &prefix));
+            Some(())
+        })
+        .join();
+    }
+}

@@ -121,11 +121,29 @@ async fn forged_stale_and_revoked_tokens_are_refused() {
     let admin = app.tenant_with_admin("acme").await;
     let now = chrono::Utc::now().timestamp();
 
-    let genuine = signed(&app, "test-key", &claims("acme", |_| {}));
+    // Tokens name a user the directory knows: forge one for the real admin.
+    let admin_sub = {
+        let payload = admin.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["sub"].clone()
+    };
+    let genuine = signed(
+        &app,
+        "test-key",
+        &claims("acme", |c| c["sub"] = admin_sub.clone()),
+    );
     assert_eq!(
         app.get("/v1/users", &genuine).await.status,
         StatusCode::OK,
         "the control token works"
+    );
+    // Well signed, but for nobody the tenant has: refused.
+    let nobody = signed(&app, "test-key", &claims("acme", |_| {}));
+    assert_eq!(
+        app.get("/v1/users", &nobody).await.status,
+        StatusCode::UNAUTHORIZED
     );
 
     let header_b64 = |header: Value| b64(header.to_string().as_bytes());

@@ -13,8 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use command_api::testing::TestApp;
-use read_model::Es;
+use command_api::testing::{TestApp, TestIndices};
 
 /// Cases per operation and role in the fuzzing phase; the coverage phase adds its own
 /// boundary cases (about 1,500 a role). Some 2,800 cases and a quarter of a minute per
@@ -41,7 +40,7 @@ async fn every_answer_is_as_the_document_says() {
         // The random bits of a UUID v7: a new seed each run, so that runs explore anew.
         .unwrap_or_else(|_| uuid::Uuid::now_v7().as_u64_pair().1 % 1_000_000_000);
 
-    let indices = Indices::create().await;
+    let indices = TestIndices::create("fuzz").await;
     let prefix = indices.prefix.clone();
     let elasticsearch_url = indices.url.clone();
     let app = TestApp::spawn_with(move |config| {
@@ -165,42 +164,4 @@ fn summary(output: &str) -> String {
         .and_then(|_| lines.next())
         .unwrap_or("no summary")
         .to_owned()
-}
-
-/// The Elasticsearch indices the test's API reads, under a prefix of the test's own;
-/// removed when dropped.
-#[derive(Debug)]
-struct Indices {
-    url: String,
-    prefix: String,
-}
-
-impl Indices {
-    async fn create() -> Self {
-        let url = event_store::testing::env_url("ELASTICSEARCH_URL");
-        let es = Es::new(&url).expect("ELASTICSEARCH_URL is a URL");
-        let prefix = format!("fuzz-{}", uuid::Uuid::now_v7().simple());
-        read_model::indices::ensure_layout(&es, &prefix)
-            .await
-            .expect("the indices are created");
-        Self { url, prefix }
-    }
-}
-
-impl Drop for Indices {
-    fn drop(&mut self) {
-        let (url, prefix) = (self.url.clone(), self.prefix.clone());
-        // On a runtime of our own, with a client of its own: the test's runtime is blocked
-        // here (or gone, after a panic), and its client's connections belong to it.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            let es = Es::new(&url).ok()?;
-            runtime.block_on(read_model::indices::remove_layout(&es, &prefix));
-            Some(())
-        })
-        .join();
-    }
 }

@@ -148,6 +148,33 @@ def main():
     status, _, _ = call("GET", f"/v1/customers/{mueller}", acme_admin, headers={"x-tenant-id": globex})
     print("  and naming the other tenant in X-Tenant-ID: 403" if status == 403 else f"  UNEXPECTED: {status}")
 
+    step("Someone signs up a tenant of their own (CHRONICLE_SIGNUP=open), by host")
+    newco = f"newco-{uuid.uuid4().hex[:6]}"
+    status, _, _ = call("POST", "/v1/signup", body={
+        "name": "NewCo", "admin": {"username": "founder", "password": PASSWORD, "display_name": "Founder"}},
+        headers={"host": f"{newco}.localhost", "idempotency-key": str(uuid.uuid4())})
+    expect(status, 201, "sign-up")
+    status, login, _ = call("POST", "/v1/auth/token", body={"username": "founder", "password": PASSWORD},
+                            headers={"host": f"{newco}.localhost"}, quiet=True)
+    expect(status, 200, "the founder's login")
+    print(f"  the founder logs in at {newco}.localhost: 200, with a refresh token")
+    status, refreshed, _ = call("POST", "/v1/auth/refresh", body={"refresh_token": login["refresh_token"]}, quiet=True)
+    expect(status, 200, "refresh")
+    print("  POST /v1/auth/refresh -> 200: a new access token and a new refresh token")
+    status, _, _ = call("POST", "/v1/auth/refresh", body={"refresh_token": login["refresh_token"]}, quiet=True)
+    print("  the spent refresh token again: 401, and its whole session ends" if status == 401 else f"  UNEXPECTED: {status}")
+
+    step(f"{acme}'s admin defines a role of the tenant's own and gives it to Vic")
+    status, _, _ = call("POST", "/v1/roles", acme_admin, {"name": "editor", "permissions": ["customers:read", "customers:write"]})
+    expect(status, 201, "defining a role")
+    status, users, _ = call("GET", "/v1/users?limit=10", acme_admin, quiet=True)
+    vic_id = next(u["id"] for u in users["items"] if u["username"] == "vic")
+    status, _, _ = call("PATCH", f"/v1/users/{vic_id}", acme_admin, {"role": "editor"})
+    expect(status, 200, "giving Vic the role")
+    time.sleep(1)
+    status, _, _ = call("POST", "/v1/customers", vic, {"name": "Ada Lovelace", "email": "ada@example.com"})
+    print("  Vic writes now, with the token he already had: 201" if status == 201 else f"  UNEXPECTED: {status}")
+
     print("\nDemo complete. Kibana (Docker Compose only): ./dev kibana-import, then http://127.0.0.1:5601")
 
 

@@ -48,6 +48,8 @@ PROCESS_TIMEOUT=30
 # The passwords above (each role's own name) and the bootstrap admin's are development
 # ones: the binaries refuse them unless this says so.
 : "${CHRONICLE_DEV_MODE:=true}"
+# Self-service sign-up (POST /v1/signup) is open in development; closed by default elsewhere.
+: "${CHRONICLE_SIGNUP:=open}"
 : "${DATABASE_ADMIN_URL:=postgres://chronicle_owner:chronicle_owner@127.0.0.1:5432/chronicle}"
 : "${KAFKA_BROKERS:=127.0.0.1:9092}"
 : "${ELASTICSEARCH_URL:=http://127.0.0.1:9200}"
@@ -65,7 +67,7 @@ ENV_VARS=(DATABASE_URL DATABASE_ADMIN_URL KAFKA_BROKERS ELASTICSEARCH_URL CHRONI
   CHRONICLE_RELAY_METRICS_ADDR CHRONICLE_PROJECTOR_METRICS_ADDR CHRONICLE_API_METRICS_ADDR
   CHRONICLE_BOOTSTRAP_ADMIN
   CHRONICLE_JWT_KEYS_DIR RUST_LOG CHRONICLE_RELAY_DATABASE_URL CHRONICLE_PROJECTOR_DATABASE_URL
-  CHRONICLE_DEV_MODE)
+  CHRONICLE_DEV_MODE CHRONICLE_SIGNUP)
 export "${ENV_VARS[@]}"
 
 # cargo may not be on PATH in a non-login shell.

@@ -67,6 +67,7 @@ async fn concurrent_writers_with_late_commits_all_reach_kafka_in_stream_order() 
         let event = NewEvent::new(
             &TenantEvent::from(TenantRegistered {
                 name: TenantName::parse(name).unwrap(),
+                pending: false,
             }),
             metadata(),
         );

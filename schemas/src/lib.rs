@@ -13,6 +13,7 @@
 //! Events are facts: once stored they are never rewritten. A type changes by adding a
 //! version and an upcaster from the old one (see [`EventType::upcast`]).
 
+pub mod access;
 pub mod customer;
 pub mod envelope;
 pub mod event;
@@ -22,12 +23,18 @@ pub mod tenant;
 pub mod user;
 pub mod values;
 
+pub use access::{InvalidRoleName, Permission, Permissions, RoleName};
 pub use customer::{CustomerArchived, CustomerEvent, CustomerRegistered, CustomerUpdated};
 pub use envelope::{EventEnvelope, EventMetadata};
 pub use event::{DecodeError, DomainEvent, EventType};
 pub use ids::{InvalidId, StreamId, TenantId};
-pub use tenant::{TenantEvent, TenantReactivated, TenantRegistered, TenantSuspended};
-pub use user::{Role, UserEvent, UserRegistered};
+pub use tenant::{
+    RoleChanged, RoleDefined, RoleRemoved, TenantActivated, TenantEvent, TenantReactivated,
+    TenantRegistered, TenantSignupAbandoned, TenantSuspended,
+};
+pub use user::{
+    UserDeactivated, UserEvent, UserPasswordChanged, UserReactivated, UserRegistered, UserUpdated,
+};
 pub use values::{
     AddressLine, CountryCode, CustomerName, DisplayName, EmailAddress, InvalidValue, PhoneNumber,
     PostalAddress, Tag, Tags, TenantName, Username,

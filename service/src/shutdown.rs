@@ -59,6 +59,34 @@ pub async fn within_grace<T>(
     }
 }
 
+/// A process's main work, from start to exit: stopped by SIGTERM or SIGINT, given
+/// [`GRACE`] to finish, then the process exits, at once, with 0 when the work ended well.
+/// Exiting here rather than returning from `main` matters: a runtime being dropped waits
+/// for blocking calls still running (a Kafka client's timeouts), which would stretch the
+/// stop past the grace.
+pub async fn run_to_exit<E, F>(
+    process: &'static str,
+    work: impl FnOnce(CancellationToken) -> F,
+) -> !
+where
+    E: std::fmt::Display,
+    F: Future<Output = Result<(), E>>,
+{
+    let shutdown = on_signals(process);
+    let code = match within_grace(work(shutdown.clone()), &shutdown, GRACE).await {
+        None => 1,
+        Some(Ok(())) => {
+            tracing::info!(process, "stopped");
+            0
+        }
+        Some(Err(error)) => {
+            tracing::error!(process, %error, "failed");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Revoked token ids, held in memory so checking one costs no database call. Every
 //! instance reloads the list when a revocation is notified (see `crate::sync`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +12,8 @@ use uuid::Uuid;
 pub struct RevocationList {
     /// Revoked `jti` -> when the token expires anyway (then it can be forgotten).
     revoked: RwLock<HashMap<Uuid, DateTime<Utc>>>,
+    /// Ended login sessions (refresh token families): every access token of one is refused.
+    sessions: RwLock<HashSet<Uuid>>,
 }
 
 impl RevocationList {
@@ -22,8 +24,28 @@ impl RevocationList {
             .contains_key(&jti)
     }
 
-    /// Reloads every revocation of a token that has not expired yet.
+    pub fn is_session_revoked(&self, session: Uuid) -> bool {
+        self.sessions
+            .read()
+            .expect("revocation lock")
+            .contains(&session)
+    }
+
+    /// Marks a session ended on this instance at once (the others learn by notification).
+    pub fn session_ended(&self, session: Uuid) {
+        self.sessions
+            .write()
+            .expect("revocation lock")
+            .insert(session);
+    }
+
+    /// Reloads every revocation of a token, or session, that has not expired yet.
     pub async fn reload(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let sessions =
+            sqlx::query_scalar!("SELECT family_id FROM revoked_sessions WHERE expires_at > now()")
+                .fetch_all(pool)
+                .await?;
+        *self.sessions.write().expect("revocation lock") = sessions.into_iter().collect();
         let rows =
             sqlx::query!("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > now()")
                 .fetch_all(pool)

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
-use schemas::Role;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -25,7 +24,8 @@ pub struct Claims {
     /// The tenant; absent for platform admins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    pub role: Role,
+    /// The role when the token was issued (informational: requests use the current one).
+    pub role: String,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -33,6 +33,9 @@ pub struct Claims {
     pub aud: String,
     /// Unique per token, so one token can be revoked.
     pub jti: Uuid,
+    /// The login session (refresh token family): ending it refuses every token of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// Who a token is issued to.
@@ -41,7 +44,9 @@ pub struct Subject {
     pub user_id: Uuid,
     pub display_name: String,
     pub tenant: Option<String>,
-    pub role: Role,
+    pub role: String,
+    /// The login session the token belongs to.
+    pub session: Option<Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,13 +101,14 @@ impl TokenService {
             sub: subject.user_id,
             name: subject.display_name.clone(),
             tenant: subject.tenant.clone(),
-            role: subject.role,
+            role: subject.role.clone(),
             iat: now,
             nbf: now,
             exp: now + i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             jti: Uuid::now_v7(),
+            sid: subject.session,
         };
         let (kid, key) = self.keys.signing();
         let mut header = Header::new(self.keys.algorithm());

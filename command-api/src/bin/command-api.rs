@@ -30,27 +30,7 @@ async fn main() -> ExitCode {
         }
     };
     // SIGTERM or SIGINT: stop accepting, finish the requests in flight, exit.
-    let shutdown = service::shutdown::on_signals("command-api");
-    let outcome = service::shutdown::within_grace(
-        app.run(shutdown.clone()),
-        &shutdown,
-        service::shutdown::GRACE,
-    )
-    .await;
-    let Some(outcome) = outcome else {
-        // Abandoned work may sit in blocking calls a runtime would wait for: exit now.
-        std::process::exit(1);
-    };
-    match outcome {
-        Ok(()) => {
-            tracing::info!("command api stopped");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            tracing::error!(%error, "command api failed");
-            ExitCode::FAILURE
-        }
-    }
+    service::shutdown::run_to_exit("command-api", |shutdown| app.run(shutdown)).await
 }
 
 fn generate_keys(args: &[String]) -> ExitCode {

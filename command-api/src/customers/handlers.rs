@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use event_store::StreamId;
-use schemas::{CustomerEvent, DomainEvent, Role};
+use schemas::{CustomerEvent, DomainEvent, Permission};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -25,8 +25,6 @@ use crate::extract::{IdempotencyKey, IfMatch, ValidJson, ValidQuery};
 use crate::idempotency::{Idempotency, Scope, StoredResponse};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::state::AppState;
-
-const WRITERS: [Role; 2] = [Role::Admin, Role::Member];
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -60,7 +58,7 @@ pub async fn create_customer(
     key: IdempotencyKey,
     body: ValidJson<CustomerInput>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller.tenant_with_role(&WRITERS)?.clone();
+    let tenant = caller.require(Permission::CustomersWrite)?.clone();
     let details = body.value.validate()?;
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
@@ -103,7 +101,7 @@ pub async fn patch_customer(
     key: IdempotencyKey,
     body: ValidJson<Value>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller.tenant_with_role(&WRITERS)?.clone();
+    let tenant = caller.require(Permission::CustomersWrite)?.clone();
     let id = parse_id(&id)?;
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
@@ -154,7 +152,7 @@ pub async fn archive_customer(
     key: IdempotencyKey,
     ValidQuery(params): ValidQuery<ArchiveParams>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller.tenant_with_role(&WRITERS)?.clone();
+    let tenant = caller.require(Permission::CustomersArchive)?.clone();
     let id = parse_id(&id)?;
     let reason = match params.reason.as_deref() {
         None => DEFAULT_ARCHIVE_REASON.to_owned(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use read_model::audit::AuditFilter;
-use schemas::Role;
+use schemas::Permission;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -24,8 +24,6 @@ use crate::problem::{ApiError, FieldError, Problem};
 use crate::state::AppState;
 
 use super::resources::{AuditEntry, CustomerResource, HistoryEntry};
-
-const READERS: [Role; 3] = [Role::Admin, Role::Member, Role::Viewer];
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -101,7 +99,7 @@ pub async fn get_customer(
     ValidQuery(params): ValidQuery<GetParams>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let tenant = caller.tenant_with_role(&READERS)?.clone();
+    let tenant = caller.require(Permission::CustomersRead)?.clone();
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let wait_ms = params.wait_ms.unwrap_or(5_000);
     if wait_ms > MAX_WAIT_MS {
@@ -178,7 +176,7 @@ pub async fn list_customers(
     caller: Caller,
     ValidQuery(params): ValidQuery<ListParams>,
 ) -> Result<axum::Json<CustomerPage>, ApiError> {
-    let tenant = caller.tenant_with_role(&READERS)?.clone();
+    let tenant = caller.require(Permission::CustomersRead)?.clone();
     let limit = page_size(params.limit)?;
     let after = params
         .cursor
@@ -239,7 +237,7 @@ pub async fn search_customers(
     caller: Caller,
     ValidQuery(params): ValidQuery<SearchParams>,
 ) -> Result<axum::Json<SearchResult>, ApiError> {
-    let tenant = caller.tenant_with_role(&READERS)?.clone();
+    let tenant = caller.require(Permission::CustomersRead)?.clone();
     let limit = page_size(params.limit)?;
     if params.q.chars().count() > 200 {
         return Err(ApiError::Validation(vec![FieldError::new(
@@ -277,7 +275,7 @@ pub async fn customer_history(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<HistoryPage>, ApiError> {
-    let tenant = caller.tenant_with_role(&READERS)?.clone();
+    let tenant = caller.require(Permission::CustomersRead)?.clone();
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let items: Vec<HistoryEntry> =
         read_model::history::of_customer(&app.es, &app.config.index_prefix, &tenant, id)
@@ -329,7 +327,7 @@ pub async fn audit_log(
     caller: Caller,
     ValidQuery(params): ValidQuery<AuditParams>,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
-    let tenant = caller.tenant_with_role(&[Role::Admin])?.clone();
+    let tenant = caller.require(Permission::AuditRead)?.clone();
     let limit = page_size(params.limit)?;
     let after = params
         .cursor

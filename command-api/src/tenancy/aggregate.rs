@@ -19,16 +19,28 @@ impl Aggregate for TenantState {
         match (state, event) {
             (_, TenantEvent::Registered(registered)) => Some(Self {
                 name: registered.name.clone(),
-                status: TenantStatus::Active,
+                status: if registered.pending {
+                    TenantStatus::Pending
+                } else {
+                    TenantStatus::Active
+                },
             }),
             (Some(tenant), TenantEvent::Suspended(_)) => Some(Self {
                 status: TenantStatus::Suspended,
                 ..tenant
             }),
-            (Some(tenant), TenantEvent::Reactivated(_)) => Some(Self {
+            (Some(tenant), TenantEvent::Reactivated(_) | TenantEvent::Activated(_)) => Some(Self {
                 status: TenantStatus::Active,
                 ..tenant
             }),
+            // Taken back: the id may be registered again.
+            (_, TenantEvent::SignupAbandoned(_)) => None,
+            (
+                Some(tenant),
+                TenantEvent::RoleDefined(_)
+                | TenantEvent::RoleChanged(_)
+                | TenantEvent::RoleRemoved(_),
+            ) => Some(tenant),
             (None, _) => None,
         }
     }

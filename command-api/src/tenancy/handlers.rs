@@ -1,15 +1,14 @@
 //! The tenant registry's endpoints, for platform admins. Each change is a command of the one
 //! pipeline in the tenant's own scope: the tenant's event and its `tenants` row in one
-//! transaction; the row's trigger notifies every instance.
+//! transaction; the row's trigger notifies every instance. Registration is the set-up of
+//! `super::signup` (pending, aliases, active), shared with self-service sign-up.
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use event_store::{ExpectedVersion, NewEvent, StreamId, TenantId, TenantTransaction};
-use schemas::{
-    DomainEvent, TenantEvent, TenantName, TenantReactivated, TenantRegistered, TenantSuspended,
-};
+use event_store::{StreamId, TenantId, TenantTransaction};
+use schemas::{DomainEvent, TenantEvent, TenantReactivated, TenantSuspended};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -17,15 +16,15 @@ use utoipa_axum::routes;
 
 use super::aggregate::TenantState;
 use super::registry::{Tenant, TenantStatus};
-use crate::auth::{Caller, password};
+use super::signup::{NewTenant, set_up};
+use crate::auth::Caller;
+use crate::auth::sessions::{EndReason, Sessions};
 use crate::commands::{self, Command, Landed};
 use crate::extract::{IdempotencyKey, ValidJson};
 use crate::idempotency::{Idempotency, Scope, StoredResponse};
 use crate::openapi::fields;
-use crate::problem::{ApiError, FieldError, Problem};
+use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
-use crate::users::UserInput;
-use crate::users::handlers::RegisterUser;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -80,125 +79,14 @@ pub async fn register_tenant(
 ) -> Result<Response, ApiError> {
     caller.require_platform_admin()?;
     let input = body.value;
-    let mut errors = Vec::new();
-    let id = TenantId::parse(input.id)
-        .map_err(|e| errors.push(FieldError::new("id", e)))
-        .ok();
-    let name = TenantName::parse(&input.name)
-        .map_err(|e| errors.push(FieldError::new("name", e)))
-        .ok();
-    let admin = UserInput {
-        username: input.admin.username,
-        password: input.admin.password,
-        display_name: input.admin.display_name,
-        role: "admin".to_owned(),
-    }
-    .validate("admin.")
-    .map_err(|e| errors.extend(e))
-    .ok();
-    let (Some(id), Some(name), Some(admin)) = (id, name, admin) else {
-        return Err(ApiError::Validation(errors));
-    };
-    let idempotency = Idempotency::new(
-        Scope::Platform,
-        caller.user_id,
-        key,
-        app.fingerprints.of(&Method::POST, "/v1/tenants", &body.raw),
-    );
-    let password_hash = password::hash(admin.password.clone()).await?;
-    let command = RegisterTenant {
-        id: id.clone(),
-        name,
-        admin: RegisterUser::new(admin, password_hash),
-        created_at: None,
-    };
-    let response = commands::execute(&app, &caller, &id, idempotency, command).await?;
-    // This instance knows at once; the others on the notification.
-    app.tenants
-        .reload_one(app.store.pool(), id.as_str())
-        .await?;
-    tracing::info!(tenant_id = %id, "tenant registered");
-    Ok(response)
-}
-
-/// A tenant's registration: its event and registry row, and its first admin.
-#[derive(Debug)]
-struct RegisterTenant {
-    id: TenantId,
-    name: TenantName,
-    admin: RegisterUser,
-    /// The registry row's, once written.
-    created_at: Option<DateTime<Utc>>,
+    let tenant = NewTenant::validate(Some(input.id), &input.name, input.admin)?;
+    let fingerprint = app.fingerprints.of(&Method::POST, "/v1/tenants", &body.raw);
+    let idempotency = Idempotency::new(Scope::Platform, caller.user_id, key, fingerprint.clone());
+    set_up(&app, &caller, idempotency, fingerprint, tenant).await
 }
 
 fn tenant_stream(id: &TenantId) -> StreamId {
     StreamId::for_aggregate(TenantEvent::AGGREGATE, id).expect("tenant ids make valid stream ids")
-}
-
-impl Command for RegisterTenant {
-    type Aggregate = TenantState;
-    const KEEPS_ROWS: bool = true;
-
-    fn stream(&self) -> StreamId {
-        tenant_stream(&self.id)
-    }
-
-    fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
-        if state.is_some() {
-            return Err(already_exists(&self.id));
-        }
-        Ok(vec![
-            TenantRegistered {
-                name: self.name.clone(),
-            }
-            .into(),
-        ])
-    }
-
-    async fn record(
-        &mut self,
-        tx: &mut TenantTransaction<'_>,
-        landed: &Landed<'_, TenantState>,
-    ) -> Result<(), ApiError> {
-        let inserted = sqlx::query!(
-            r#"INSERT INTO tenants (id, name, status) VALUES ($1, $2, 'active')
-               ON CONFLICT (id) DO NOTHING
-               RETURNING created_at"#,
-            self.id.as_str(),
-            self.name.as_str()
-        )
-        .fetch_optional(tx.connection())
-        .await?;
-        let created = inserted.ok_or_else(|| already_exists(&self.id))?;
-        self.created_at = Some(created.created_at);
-        self.admin.insert_row(tx).await?;
-        let (stream, event) = self.admin.new_event();
-        tx.append_to_stream(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![NewEvent::new(&event, landed.caller.event_metadata())],
-        )
-        .await?;
-        Ok(())
-    }
-
-    fn respond(&self, _landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
-        let tenant = Tenant {
-            id: self.id.to_string(),
-            name: self.name.to_string(),
-            status: TenantStatus::Active,
-            created_at: self.created_at.unwrap_or_else(Utc::now),
-        };
-        Ok(StoredResponse::json(
-            StatusCode::CREATED,
-            vec![("location".to_owned(), format!("/v1/tenants/{}", self.id))],
-            &tenant,
-        ))
-    }
-}
-
-fn already_exists(id: &TenantId) -> ApiError {
-    ApiError::Conflict(format!("a tenant `{id}` already exists"))
 }
 
 /// Every tenant.
@@ -296,6 +184,7 @@ async fn change_status(
         id: id.clone(),
         wanted,
         created_at: None,
+        sessions: app.sessions,
     };
     let response = commands::execute(&app, &caller, &id, idempotency, command).await?;
     app.tenants
@@ -311,6 +200,7 @@ struct ChangeStatus {
     id: TenantId,
     wanted: TenantStatus,
     created_at: Option<DateTime<Utc>>,
+    sessions: Sessions,
 }
 
 impl Command for ChangeStatus {
@@ -323,18 +213,42 @@ impl Command for ChangeStatus {
 
     fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
         let tenant = state.ok_or(ApiError::NotFound)?;
+        if tenant.status == TenantStatus::Pending {
+            return Err(ApiError::Conflict(format!(
+                "the tenant `{}` is still being set up",
+                self.id
+            )));
+        }
         Ok(match (tenant.status, self.wanted) {
             (current, wanted) if current == wanted => Vec::new(),
             (_, TenantStatus::Suspended) => vec![TenantSuspended { reason: None }.into()],
             (_, TenantStatus::Active) => vec![TenantReactivated {}.into()],
+            (_, TenantStatus::Pending) => {
+                return Err(ApiError::BadRequest(
+                    "a tenant cannot be put back to pending".to_owned(),
+                ));
+            }
         })
     }
 
     async fn record(
         &mut self,
         tx: &mut TenantTransaction<'_>,
-        _landed: &Landed<'_, TenantState>,
+        landed: &Landed<'_, TenantState>,
     ) -> Result<(), ApiError> {
+        if self.wanted == TenantStatus::Suspended && !landed.events.is_empty() {
+            // A suspension ends every session of the tenant's users: their refresh tokens
+            // are refused for good, not only while the tenant is suspended.
+            let users = sqlx::query_scalar!(
+                "SELECT user_id FROM users WHERE tenant_id = $1",
+                self.id.as_str()
+            )
+            .fetch_all(tx.connection())
+            .await?;
+            self.sessions
+                .end_all_of_users(tx.connection(), &users, EndReason::Suspended)
+                .await?;
+        }
         let row = sqlx::query!(
             "UPDATE tenants SET status = $2,
                  updated_at = CASE WHEN status = $2 THEN updated_at ELSE now() END
@@ -351,12 +265,7 @@ impl Command for ChangeStatus {
 
     fn respond(&self, landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
         let state = landed.state.ok_or(ApiError::NotFound)?;
-        let tenant = Tenant {
-            id: self.id.to_string(),
-            name: state.name.to_string(),
-            status: state.status,
-            created_at: self.created_at.unwrap_or_else(Utc::now),
-        };
+        let tenant = Tenant::of(&self.id, state, self.created_at);
         Ok(StoredResponse::json(StatusCode::OK, Vec::new(), &tenant))
     }
 }

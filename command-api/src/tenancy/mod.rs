@@ -3,6 +3,8 @@
 
 pub mod aggregate;
 pub mod handlers;
+pub mod host;
 pub mod registry;
+pub mod signup;
 
 pub use registry::{Tenant, TenantRegistry, TenantStatus};

@@ -17,21 +17,25 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
+    /// Being set up (sign-up, registration): nobody can use it yet.
+    Pending,
     Active,
     Suspended,
 }
 
 impl TenantStatus {
     fn parse(value: &str) -> Self {
-        if value == "active" {
-            Self::Active
-        } else {
-            Self::Suspended
+        match value {
+            "active" => Self::Active,
+            "pending" => Self::Pending,
+            // Anything else refuses access: the safe reading of an unknown status.
+            _ => Self::Suspended,
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
             Self::Active => "active",
             Self::Suspended => "suspended",
         }
@@ -45,6 +49,22 @@ pub struct Tenant {
     pub name: String,
     pub status: TenantStatus,
     pub created_at: DateTime<Utc>,
+}
+
+impl Tenant {
+    /// The tenant as its stream says, with its row's creation time.
+    pub fn of(
+        id: &event_store::TenantId,
+        state: &super::aggregate::TenantState,
+        created_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            id: id.to_string(),
+            name: state.name.to_string(),
+            status: state.status,
+            created_at: created_at.unwrap_or_else(Utc::now),
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -1,6 +1,6 @@
 //! The user aggregate: pure, folded from the stream `user-<id>`.
 
-use schemas::{DisplayName, Role, UserEvent, Username};
+use schemas::{DisplayName, RoleName, UserEvent, Username};
 use uuid::Uuid;
 
 use crate::commands::Aggregate;
@@ -11,7 +11,8 @@ pub struct UserState {
     pub user_id: Uuid,
     pub username: Username,
     pub display_name: DisplayName,
-    pub role: Role,
+    pub role: RoleName,
+    pub active: bool,
 }
 
 impl Aggregate for UserState {
@@ -23,27 +24,27 @@ impl Aggregate for UserState {
                 user_id: registered.user_id,
                 username: registered.username.clone(),
                 display_name: registered.display_name.clone(),
-                role: registered.role,
+                role: registered.role.clone(),
+                active: true,
             }),
+            (Some(user), UserEvent::Updated(updated)) => Some(Self {
+                display_name: updated
+                    .display_name
+                    .clone()
+                    .unwrap_or(user.display_name.clone()),
+                role: updated.role.clone().unwrap_or(user.role.clone()),
+                ..user
+            }),
+            (Some(user), UserEvent::Deactivated(_)) => Some(Self {
+                active: false,
+                ..user
+            }),
+            (Some(user), UserEvent::Reactivated(_)) => Some(Self {
+                active: true,
+                ..user
+            }),
+            (Some(user), UserEvent::PasswordChanged(_)) => Some(user),
+            (None, _) => None,
         }
-    }
-}
-
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::PlatformAdmin => "platform_admin",
-        Role::Admin => "admin",
-        Role::Member => "member",
-        Role::Viewer => "viewer",
-    }
-}
-
-/// A tenant role by its stored or requested name.
-pub fn parse_role(role: &str) -> Option<Role> {
-    match role {
-        "admin" => Some(Role::Admin),
-        "member" => Some(Role::Member),
-        "viewer" => Some(Role::Viewer),
-        _ => None,
     }
 }

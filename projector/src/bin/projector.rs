@@ -218,30 +218,8 @@ async fn run(config: ProjectorConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = service::shutdown::on_signals("projector");
-    let outcome = service::shutdown::within_grace(
-        projector.run(shutdown.clone()),
-        &shutdown,
-        service::shutdown::GRACE,
-    )
-    .await;
-    let Some(outcome) = outcome else {
-        // Abandoned work may sit in blocking calls a runtime would wait for: exit now.
-        std::process::exit(1);
-    };
-    match outcome {
-        Ok(()) => {
-            // Every batch is committed. A lag measurement may still sit in a blocking
-            // Kafka call (seconds of timeout), which the runtime would wait for on the way
-            // out: nothing is left to do, so exit now.
-            tracing::info!("projector stopped");
-            std::process::exit(0);
-        }
-        Err(error) => {
-            tracing::error!(%error, "projector failed");
-            ExitCode::FAILURE
-        }
-    }
+    // SIGTERM or SIGINT: commit what is projected, then stop.
+    service::shutdown::run_to_exit("projector", |shutdown| projector.run(shutdown)).await
 }
 
 async fn dlq_list(config: ProjectorConfig) -> ExitCode {

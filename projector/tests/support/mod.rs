@@ -28,6 +28,7 @@ pub fn metadata(actor: &str) -> EventMetadata {
 pub async fn register_tenant(store: &EventStore, id: &str) {
     let event = TenantEvent::from(TenantRegistered {
         name: TenantName::parse(id).unwrap(),
+        pending: false,
     });
     let stream = StreamId::for_aggregate("tenant", id).unwrap();
     store

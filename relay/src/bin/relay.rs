@@ -22,25 +22,5 @@ async fn main() -> ExitCode {
         }
     };
     // SIGTERM or SIGINT: finish the batch in flight, then stop.
-    let shutdown = service::shutdown::on_signals("relay");
-    let outcome = service::shutdown::within_grace(
-        relay.run(shutdown.clone()),
-        &shutdown,
-        service::shutdown::GRACE,
-    )
-    .await;
-    let Some(outcome) = outcome else {
-        // Abandoned work may sit in blocking calls a runtime would wait for: exit now.
-        std::process::exit(1);
-    };
-    match outcome {
-        Ok(()) => {
-            tracing::info!("relay stopped");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            tracing::error!(%error, "relay failed");
-            ExitCode::FAILURE
-        }
-    }
+    service::shutdown::run_to_exit("relay", |shutdown| relay.run(shutdown)).await
 }

@@ -1,0 +1,511 @@
+//! Setting a tenant up, for a platform admin (`POST /v1/tenants`) and by self-service
+//! sign-up (`POST /v1/signup`, when `CHRONICLE_SIGNUP=open`).
+//!
+//! A tenant is made in several places: its registry row, its first admin, their events,
+//! and its filtered aliases in Elasticsearch. The database part is one transaction; the
+//! aliases are not in it. So a tenant is registered `pending` (nobody can log in to it, it
+//! is as if it did not exist), then its aliases are made, then it is activated:
+//!
+//! 1. registration: the `pending` row (with the fingerprint of the request that started it),
+//!    the admin, `TenantRegistered { pending }` and `UserRegistered`, in one transaction;
+//! 2. the tenant's aliases (idempotent);
+//! 3. activation: `TenantActivated` and the row `active`, in one transaction with the
+//!    `Idempotency-Key`'s record of the final response.
+//!
+//! A failure after step 1 answers 503 with `Retry-After`. Retrying the same request (same
+//! body; same key if one was sent) resumes at step 2 and completes; a different request for
+//! the pending id is a 409. A tenant left pending (its requester gave up) is taken back
+//! after `CHRONICLE_SIGNUP_PENDING_TIMEOUT_SECS` by the housekeeping: `TenantSignupAbandoned`,
+//! its rows deleted, its id free again. That is the compensation: nothing half-made can log
+//! in, and nothing half-made stays.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use event_store::{
+    EventMetadata, ExpectedVersion, NewEvent, StreamId, TenantId, TenantTransaction,
+};
+use schemas::{
+    DomainEvent, TenantActivated, TenantEvent, TenantName, TenantRegistered, TenantSignupAbandoned,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::aggregate::TenantState;
+use super::handlers::AdminInput;
+use super::registry::{Tenant, TenantStatus};
+use crate::auth::login::named_tenant;
+use crate::auth::{Caller, password};
+use crate::commands::{self, Command, Landed};
+use crate::extract::{IdempotencyKey, ValidJson};
+use crate::idempotency::{Idempotency, Scope, StoredResponse};
+use crate::openapi::fields;
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::state::AppState;
+use crate::telemetry::RequestContext;
+use crate::users::UserInput;
+use crate::users::handlers::RegisterUser;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(signup))
+}
+
+/// A tenant to set up, checked.
+#[derive(Debug)]
+pub struct NewTenant {
+    pub id: TenantId,
+    pub name: TenantName,
+    pub admin: crate::users::NewUser,
+}
+
+impl NewTenant {
+    /// Checks every field at once; `id` may come from elsewhere than the body (sign-up by
+    /// host).
+    pub fn validate(id: Option<String>, name: &str, admin: AdminInput) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let id = match id {
+            Some(id) => TenantId::parse(id)
+                .map_err(|e| errors.push(FieldError::new("id", e)))
+                .ok(),
+            None => {
+                errors.push(FieldError::new(
+                    "id",
+                    "is required (in the body, by host or by X-Tenant-ID)",
+                ));
+                None
+            }
+        };
+        let name = TenantName::parse(name)
+            .map_err(|e| errors.push(FieldError::new("name", e)))
+            .ok();
+        let admin = UserInput {
+            username: admin.username,
+            password: admin.password,
+            display_name: admin.display_name,
+            role: "admin".to_owned(),
+        }
+        .validate("admin.")
+        .map_err(|e| errors.extend(e))
+        .ok();
+        match (id, name, admin) {
+            (Some(id), Some(name), Some(admin)) => Ok(Self { id, name, admin }),
+            _ => Err(ApiError::Validation(errors)),
+        }
+    }
+}
+
+/// The three steps; the response of the last, or of an earlier request with the same key.
+pub async fn set_up(
+    app: &AppState,
+    actor: &Caller,
+    idempotency: Idempotency,
+    fingerprint: String,
+    tenant: NewTenant,
+) -> Result<Response, ApiError> {
+    if let Some(replay) = idempotency.replay_now(app.store.pool()).await? {
+        return Ok(replay.into_response());
+    }
+    let id = tenant.id.clone();
+    let password_hash = password::hash(tenant.admin.password.clone()).await?;
+    let admin = RegisterUser::new(tenant.admin, password_hash);
+    let admin_id = admin.user_id();
+    let register = RegisterTenant {
+        id: id.clone(),
+        name: tenant.name,
+        admin,
+        fingerprint,
+    };
+    commands::execute(
+        app,
+        actor,
+        &id,
+        Idempotency::none(Scope::Platform),
+        register,
+    )
+    .await?;
+
+    if let Err(error) =
+        read_model::indices::ensure_tenant_aliases(&app.es, &app.config.index_prefix, id.as_str())
+            .await
+    {
+        tracing::warn!(tenant_id = %id, %error, "the tenant's aliases could not be made; it stays pending");
+        return Err(ApiError::Unavailable {
+            what: "the tenant is registered but not set up yet; send the same request again to finish",
+            retry_after_secs: 5,
+        });
+    }
+
+    let system = Caller::system(actor);
+    let response = commands::execute(
+        app,
+        &system,
+        &id,
+        idempotency,
+        ActivateTenant {
+            id: id.clone(),
+            created_at: None,
+        },
+    )
+    .await?;
+    // This instance knows at once; the others on the notifications.
+    app.tenants
+        .reload_one(app.store.pool(), id.as_str())
+        .await?;
+    app.users
+        .reload_one(app.store.pool(), &format!("{id}/{admin_id}"))
+        .await?;
+    tracing::info!(tenant_id = %id, "tenant set up");
+    Ok(response)
+}
+
+/// `POST /v1/signup`: the tenant's id in the body, or named by host or `X-Tenant-ID`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupInput {
+    /// A lowercase slug: `^[a-z][a-z0-9-]{1,62}$`; may be left to the host
+    /// (`<id>.<base domain>`) or `X-Tenant-ID`.
+    #[serde(default)]
+    #[schema(schema_with = fields::optional_tenant_id)]
+    pub id: Option<String>,
+    /// 1 to 200 characters.
+    #[schema(schema_with = fields::tenant_name)]
+    pub name: String,
+    /// The tenant's first admin.
+    pub admin: AdminInput,
+}
+
+/// Signs up: a new tenant and its first admin, who can log in at once. Only when sign-up
+/// is open (`CHRONICLE_SIGNUP=open`); 404 otherwise.
+#[utoipa::path(
+    post, path = "/v1/signup", tag = "tenants", request_body = SignupInput,
+    params(IdempotencyKey),
+    responses(
+        (status = 201, body = Tenant,
+         headers(("Location" = String, description = "`/v1/tenants/{id}`"))),
+        (status = 404, description = "Sign-up is closed", body = Problem),
+        (status = 409, description = "A tenant with this id exists, or is being set up by another request", body = Problem),
+        (status = 429, description = "Too many sign-ups from this network", body = Problem),
+        (status = 503, description = "Registered but not set up yet: send the same request again", body = Problem),
+    )
+)]
+pub async fn signup(
+    State(app): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    context: axum::Extension<RequestContext>,
+    key: IdempotencyKey,
+    body: ValidJson<SignupInput>,
+) -> Result<Response, ApiError> {
+    if !app.config.signup_open() {
+        return Err(ApiError::NotFound);
+    }
+    app.limits.signup(client.ip())?;
+    let input = body.value;
+    let id = named_tenant(&app, &headers, input.id.as_deref())?;
+    let tenant = NewTenant::validate(id, &input.name, input.admin)?;
+    // The admin signing up acts for themselves: the audit log names them.
+    let actor = Caller::self_service(
+        Uuid::now_v7(),
+        tenant.admin.display_name.to_string(),
+        &context.0,
+    );
+    let fingerprint = app.fingerprints.of(
+        &Method::POST,
+        &format!("/v1/signup/{}", tenant.id),
+        &body.raw,
+    );
+    // Nobody is logged in: keys belong to the tenant asked for, so a retry from anywhere
+    // finds its first attempt.
+    let idempotency = Idempotency::new(
+        Scope::Platform,
+        signup_key_owner(&tenant.id),
+        key,
+        fingerprint.clone(),
+    );
+    set_up(&app, &actor, idempotency, fingerprint, tenant).await
+}
+
+/// Whose `Idempotency-Key`s a sign-up's are: a stable id per requested tenant.
+fn signup_key_owner(tenant: &TenantId) -> Uuid {
+    let digest = Sha256::digest(format!("chronicle/signup/{tenant}").as_bytes());
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+fn tenant_stream(id: &TenantId) -> StreamId {
+    StreamId::for_aggregate(TenantEvent::AGGREGATE, id).expect("tenant ids make valid stream ids")
+}
+
+fn already_exists(id: &TenantId) -> ApiError {
+    ApiError::Conflict(format!("a tenant `{id}` already exists"))
+}
+
+/// Step 1: the pending tenant, its first admin, their events; or, for a retry of the
+/// request that started it, nothing (it resumes).
+#[derive(Debug)]
+struct RegisterTenant {
+    id: TenantId,
+    name: TenantName,
+    admin: RegisterUser,
+    fingerprint: String,
+}
+
+impl Command for RegisterTenant {
+    type Aggregate = TenantState;
+    const KEEPS_ROWS: bool = true;
+
+    fn stream(&self) -> StreamId {
+        tenant_stream(&self.id)
+    }
+
+    fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
+        match state.map(|tenant| tenant.status) {
+            None => Ok(vec![
+                TenantRegistered {
+                    name: self.name.clone(),
+                    pending: true,
+                }
+                .into(),
+            ]),
+            // Resumed, if it is the same request (checked against the row).
+            Some(TenantStatus::Pending) => Ok(Vec::new()),
+            Some(_) => Err(already_exists(&self.id)),
+        }
+    }
+
+    async fn record(
+        &mut self,
+        tx: &mut TenantTransaction<'_>,
+        landed: &Landed<'_, TenantState>,
+    ) -> Result<(), ApiError> {
+        if landed.events.is_empty() {
+            let started_by = sqlx::query_scalar!(
+                "SELECT setup_fingerprint FROM tenants WHERE id = $1 AND status = 'pending' FOR UPDATE",
+                self.id.as_str()
+            )
+            .fetch_optional(tx.connection())
+            .await?
+            .flatten();
+            return if started_by.as_deref() == Some(self.fingerprint.as_str()) {
+                Ok(())
+            } else {
+                Err(ApiError::Conflict(format!(
+                    "a tenant `{}` is being set up by another request",
+                    self.id
+                )))
+            };
+        }
+        let inserted = sqlx::query!(
+            r#"INSERT INTO tenants (id, name, status, setup_fingerprint) VALUES ($1, $2, 'pending', $3)
+               ON CONFLICT (id) DO NOTHING"#,
+            self.id.as_str(),
+            self.name.as_str(),
+            self.fingerprint
+        )
+        .execute(tx.connection())
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(already_exists(&self.id));
+        }
+        self.admin.insert_row(tx).await?;
+        let (stream, event) = self.admin.new_event();
+        tx.append_to_stream(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(&event, landed.caller.event_metadata())],
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn respond(&self, _landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
+        Ok(StoredResponse::json(
+            StatusCode::ACCEPTED,
+            Vec::new(),
+            &serde_json::json!({}),
+        ))
+    }
+}
+
+/// Step 3: the tenant becomes active.
+#[derive(Debug)]
+struct ActivateTenant {
+    id: TenantId,
+    created_at: Option<DateTime<Utc>>,
+}
+
+impl Command for ActivateTenant {
+    type Aggregate = TenantState;
+    const KEEPS_ROWS: bool = true;
+
+    fn stream(&self) -> StreamId {
+        tenant_stream(&self.id)
+    }
+
+    fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
+        match state.map(|tenant| tenant.status) {
+            Some(TenantStatus::Pending) => Ok(vec![TenantActivated {}.into()]),
+            // A concurrent retry finished first.
+            Some(_) => Ok(Vec::new()),
+            None => Err(ApiError::Conflict(format!(
+                "the set-up of `{}` was abandoned; start again",
+                self.id
+            ))),
+        }
+    }
+
+    async fn record(
+        &mut self,
+        tx: &mut TenantTransaction<'_>,
+        _landed: &Landed<'_, TenantState>,
+    ) -> Result<(), ApiError> {
+        let row = sqlx::query!(
+            "UPDATE tenants SET status = CASE WHEN status = 'pending' THEN 'active' ELSE status END,
+                 setup_fingerprint = NULL, updated_at = now()
+             WHERE id = $1 RETURNING created_at",
+            self.id.as_str()
+        )
+        .fetch_optional(tx.connection())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+        self.created_at = Some(row.created_at);
+        Ok(())
+    }
+
+    fn respond(&self, landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
+        let state = landed.state.ok_or(ApiError::NotFound)?;
+        let tenant = Tenant::of(&self.id, state, self.created_at);
+        Ok(StoredResponse::json(
+            StatusCode::CREATED,
+            vec![("location".to_owned(), format!("/v1/tenants/{}", self.id))],
+            &tenant,
+        ))
+    }
+}
+
+/// Takes back tenants left pending longer than the configured timeout; how many.
+pub async fn abandon_stale(app: &AppState) -> Result<usize, ApiError> {
+    let timeout = i64::try_from(app.config.signup_pending_timeout_secs).unwrap_or(i64::MAX);
+    let stale = sqlx::query_scalar!(
+        "SELECT id FROM tenants WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1)",
+        timeout as f64
+    )
+    .fetch_all(app.store.pool())
+    .await?;
+    let system = Caller::system_alone();
+    let mut abandoned = 0;
+    for id in stale {
+        let Ok(id) = TenantId::parse(id) else {
+            continue;
+        };
+        let command = AbandonTenant { id: id.clone() };
+        match commands::execute(
+            app,
+            &system,
+            &id,
+            Idempotency::none(Scope::Platform),
+            command,
+        )
+        .await
+        {
+            Ok(_) => {
+                abandoned += 1;
+                app.tenants
+                    .reload_one(app.store.pool(), id.as_str())
+                    .await?;
+                tracing::warn!(tenant_id = %id, "an unfinished sign-up was taken back");
+            }
+            Err(error) => {
+                tracing::warn!(tenant_id = %id, %error, "taking back an unfinished sign-up failed")
+            }
+        }
+    }
+    Ok(abandoned)
+}
+
+/// The compensation of a set-up nobody finished.
+#[derive(Debug)]
+struct AbandonTenant {
+    id: TenantId,
+}
+
+impl Command for AbandonTenant {
+    type Aggregate = TenantState;
+    const KEEPS_ROWS: bool = true;
+
+    fn stream(&self) -> StreamId {
+        tenant_stream(&self.id)
+    }
+
+    fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
+        Ok(match state.map(|tenant| tenant.status) {
+            Some(TenantStatus::Pending) => vec![
+                TenantSignupAbandoned {
+                    reason: "set-up not finished in time".to_owned(),
+                }
+                .into(),
+            ],
+            _ => Vec::new(),
+        })
+    }
+
+    async fn record(
+        &mut self,
+        tx: &mut TenantTransaction<'_>,
+        landed: &Landed<'_, TenantState>,
+    ) -> Result<(), ApiError> {
+        if landed.events.is_empty() {
+            return Ok(());
+        }
+        sqlx::query!("DELETE FROM users WHERE tenant_id = $1", self.id.as_str())
+            .execute(tx.connection())
+            .await?;
+        sqlx::query!(
+            "DELETE FROM tenants WHERE id = $1 AND status = 'pending'",
+            self.id.as_str()
+        )
+        .execute(tx.connection())
+        .await?;
+        Ok(())
+    }
+
+    fn respond(&self, _landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
+        Ok(StoredResponse::json(
+            StatusCode::OK,
+            Vec::new(),
+            &serde_json::json!({}),
+        ))
+    }
+}
+
+impl Caller {
+    /// Chronicle itself, finishing what `actor`'s request started (same request id).
+    pub fn system(actor: &Caller) -> Caller {
+        Caller {
+            user_id: EventMetadata::SYSTEM_ACTOR,
+            name: "Chronicle".to_owned(),
+            ..actor.clone()
+        }
+    }
+
+    /// Chronicle itself, in housekeeping (no request).
+    pub fn system_alone() -> Caller {
+        let context = RequestContext::default();
+        Caller {
+            user_id: EventMetadata::SYSTEM_ACTOR,
+            ..Caller::self_service(
+                EventMetadata::SYSTEM_ACTOR,
+                "Chronicle".to_owned(),
+                &context,
+            )
+        }
+    }
+}
