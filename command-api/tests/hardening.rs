@@ -545,3 +545,62 @@ async fn metrics_name_at_most_the_configured_tenants_and_count_the_rest_as_other
         "{metrics}"
     );
 }
+
+/// The resident memory of this process (the API under test runs in it), in KiB.
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_holds_memory_bounded_and_sheds_with_503() {
+    let app = TestApp::spawn_with(|config| {
+        config.login_per_account_per_minute = 10_000;
+        config.login_per_address_per_minute = 10_000;
+    })
+    .await;
+    app.tenant_with_admin("acme").await;
+    let before = resident_kib();
+    // Each check holds 19 MiB while it runs: 200 at once on as many threads would take
+    // gigabytes. Half of them guess wrong, which costs a hash just the same.
+    let client = reqwest::Client::new();
+    let attempts = (0..200).map(|n| {
+        let client = client.clone();
+        let url = format!("{}/v1/auth/token", app.base);
+        let password = if n % 2 == 0 {
+            PASSWORD
+        } else {
+            "a wrong password guess"
+        };
+        async move {
+            client
+                .post(url)
+                .json(&json!({"tenant": "acme", "username": "acme-admin", "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let grown_mib = resident_kib().saturating_sub(before) / 1024;
+    let mut ok = 0;
+    for reply in &replies {
+        match reply.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(reply.headers().contains_key("retry-after"));
+            }
+            other => panic!("a login answered {other}"),
+        }
+    }
+    assert!(ok > 0, "no login went through");
+    assert!(
+        grown_mib < 100,
+        "200 logins at once grew the process by {grown_mib} MiB"
+    );
+}

@@ -448,6 +448,59 @@ async fn refresh_tokens_rotate_and_a_reused_one_ends_its_whole_family() {
 }
 
 #[tokio::test]
+async fn no_refresh_token_outlives_a_session_ended_while_it_was_being_refreshed() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant_with_admin("acme").await;
+    let first = app.user("acme", &admin, "ruth", "member").await;
+    let logout = app
+        .send(Method::POST, "/v1/auth/logout", Some(&first), None, &[])
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    let refresh = |token: String| {
+        let app = &app;
+        async move {
+            app.send(
+                Method::POST,
+                "/v1/auth/refresh",
+                None,
+                Some(json!({"refresh_token": token})),
+                &[],
+            )
+            .await
+        }
+    };
+    // The refresh and the logout race; whichever wins, no refresh token is left alive.
+    for _ in 0..12 {
+        let login = login_reply(&app, "acme", "ruth", PASSWORD).await;
+        let access = login.body["access_token"].as_str().unwrap().to_owned();
+        let token = login.body["refresh_token"].as_str().unwrap().to_owned();
+        let (refreshed, logout) = tokio::join!(
+            refresh(token),
+            app.send(Method::POST, "/v1/auth/logout", Some(&access), None, &[])
+        );
+        assert_eq!(logout.status, StatusCode::NO_CONTENT, "{:?}", logout.body);
+        if refreshed.status == StatusCode::OK {
+            let next = refreshed.body["refresh_token"].as_str().unwrap().to_owned();
+            assert_eq!(
+                refresh(next).await.status,
+                StatusCode::UNAUTHORIZED,
+                "a refresh token outlived its session's logout"
+            );
+        } else {
+            assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let ruth = uuid::Uuid::parse_str(&user_id(&app, &admin, "ruth").await).unwrap();
+    let mut owner = app.db.owner_connection().await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE user_id = $1")
+        .bind(ruth)
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "refresh tokens left after every session ended");
+}
+
+#[tokio::test]
 async fn an_unused_refresh_token_expires_after_its_window() {
     let app = TestApp::spawn_with(|config| config.refresh_window_secs = 1).await;
     let admin = app.tenant_with_admin("acme").await;

@@ -28,7 +28,8 @@ use crate::projections::Projection;
 /// projection reports itself not ok (by default; `CHRONICLE_PROJECTOR_STALL_AFTER_MS`).
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
-/// How long a member may hold no partition before it reports itself not ok (and rejoins).
+/// How long a member may hold no partition before it reports itself not ok (and its
+/// consumer is replaced).
 pub const UNASSIGNED_AFTER: Duration = Duration::from_secs(30);
 
 /// How old the last lag measurement may be before the projection reports itself not ok.
@@ -202,23 +203,13 @@ impl ProjectorMetrics {
         }
     }
 
-    /// Whether this member has held no partition of `projection` for too long (it should
-    /// leave the group and join again).
+    /// Whether this member has held no partition of `projection` for too long (a new
+    /// consumer should join instead).
     pub fn unassigned_too_long(&self, projection: Projection) -> bool {
         self.states()
             .get(&projection)
             .and_then(|s| s.unassigned_since)
             .is_some_and(|since| since.elapsed() > UNASSIGNED_AFTER)
-    }
-
-    /// This member left its group and joined again: the time without partitions counts
-    /// afresh, so the join is given its time before the next judgement.
-    pub fn rejoined(&self, projection: Projection) {
-        if let Some(state) = self.states().get_mut(&projection)
-            && state.unassigned_since.is_some()
-        {
-            state.unassigned_since = Some(Instant::now());
-        }
     }
 
     /// What is wrong with `projection` that a new Kafka consumer could mend: the lag cannot
@@ -331,5 +322,51 @@ impl Observed for ProjectorMetrics {
                 "projections": projections,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_records_stuck_in_kafka_call_for_a_new_consumer() {
+        let metrics = ProjectorMetrics::with_stall_after(Duration::from_millis(10));
+        let projection = Projection::Search;
+        metrics.measured(projection, 0, 0, 3);
+        assert_eq!(metrics.consumer_trouble(projection), None, "nothing waits");
+
+        // Events the relay has not published wait: the relay's trouble, not the consumer's,
+        // though health reports the stall.
+        metrics.measured(projection, 0, 40, 3);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(metrics.consumer_trouble(projection), None);
+        assert!(!metrics.problems(projection).is_empty());
+
+        // Records in Kafka and none arrive: the consumer's.
+        metrics.measured(projection, 25, 40, 3);
+        let trouble = metrics.consumer_trouble(projection).expect("trouble");
+        assert!(trouble.contains("25 records wait in Kafka"), "{trouble}");
+
+        // A batch that keeps failing is the store's or an index's trouble.
+        metrics.failing(projection);
+        assert_eq!(metrics.consumer_trouble(projection), None);
+
+        // A new consumer is judged afresh (unmeasured until its first measurement), and
+        // counted.
+        metrics.new_consumer(projection);
+        assert_eq!(
+            metrics.consumer_trouble(projection).as_deref(),
+            Some("the lag cannot be measured")
+        );
+        metrics.measured(projection, 0, 0, 3);
+        assert_eq!(metrics.consumer_trouble(projection), None);
+        assert_eq!(
+            metrics
+                .consumer_restarts
+                .get_or_create(&ProjectorMetrics::label("search"))
+                .get(),
+            1
+        );
     }
 }

@@ -169,15 +169,11 @@ impl Runner {
             };
             if batch.is_empty() && self.metrics.unassigned_too_long(self.projection) {
                 // Held no partition for long (the group lost it, a coordinator that went
-                // away): leave and join again rather than wait to be given some.
-                tracing::warn!(
-                    projection = self.projection.name(),
-                    "no partitions for too long; rejoining the group"
-                );
-                self.consumer.unsubscribe();
-                self.consumer.subscribe(&names)?;
-                // Give the join its time before judging it again.
-                self.metrics.rejoined(self.projection);
+                // away): a new member joins instead of waiting to be given some. Not an
+                // unsubscribe and subscribe on this one: librdkafka serves those through
+                // the very group coordinator that may be gone, and they would block this
+                // task (and shutdown) for as long.
+                break Some("no partition assigned for too long".to_owned());
             }
             if !self.project(batch, shutdown).await {
                 break None;

@@ -150,35 +150,65 @@ pub async fn issue_token(
         Some((subject, hash)) => (hash, Some(subject)),
         None => (app.dummy_password_hash.clone(), None),
     };
-    let matches = password::verify(hash, input.password).await?;
+    let matches = password::verify(hash.clone(), input.password).await?;
     let Some(subject) = subject.filter(|_| matches) else {
         app.limits.login_failed(address, &account);
         tracing::info!(account = ?account, "login refused");
         return Err(ApiError::InvalidCredentials);
     };
-    if let Some(tenant) = &subject.tenant {
-        match app.tenants.get(tenant).map(|t| t.status) {
-            Some(TenantStatus::Active) => {}
-            Some(TenantStatus::Suspended) => {
-                return Err(ApiError::Forbidden("the tenant is suspended"));
+    let refresh = match &subject.tenant {
+        None => {
+            let mut conn = app.store.pool().acquire().await?;
+            app.sessions.start(&mut conn, subject.user_id).await?
+        }
+        Some(tenant) => {
+            match app.tenants.get(tenant).map(|t| t.status) {
+                Some(TenantStatus::Active) => {}
+                Some(TenantStatus::Suspended) => {
+                    return Err(ApiError::Forbidden("the tenant is suspended"));
+                }
+                // Still being set up: as if it did not exist.
+                _ => return Err(ApiError::InvalidCredentials),
             }
-            // Still being set up: as if it did not exist.
-            _ => return Err(ApiError::InvalidCredentials),
+            let tenant = TenantId::parse(tenant).map_err(ApiError::internal)?;
+            start_tenant_session(&app, &tenant, subject.user_id, &hash).await?
         }
-        // Only someone who knows the password learns that the account is deactivated.
-        if app.users.get(subject.user_id).is_some_and(|u| !u.active) {
-            return Err(ApiError::Forbidden("the account is deactivated"));
-        }
-    }
-    let refresh = app
-        .sessions
-        .start(app.store.pool(), subject.user_id)
-        .await?;
+    };
     let subject = Subject {
         session: Some(refresh.session),
         ..subject
     };
     Ok(axum::Json(TokenResponse::issue(&app, &subject, refresh)?))
+}
+
+/// Starts the session of a tenant user whose password (`verified_hash`) just matched, in a
+/// transaction holding their row: a password change or deactivation committed since the
+/// check refuses the login, and one still to come waits for this session and then ends it.
+async fn start_tenant_session(
+    app: &AppState,
+    tenant: &TenantId,
+    user: Uuid,
+    verified_hash: &str,
+) -> Result<Issued, ApiError> {
+    let mut tx = app.store.begin(tenant).await?;
+    let active = sqlx::query_scalar!(
+        "SELECT active FROM users WHERE tenant_id = $1 AND user_id = $2 AND password_hash = $3
+         FOR SHARE",
+        tenant.as_str(),
+        user,
+        verified_hash
+    )
+    .fetch_optional(tx.connection())
+    .await?;
+    match active {
+        None => return Err(ApiError::InvalidCredentials),
+        // Only someone who knows the password learns that the account is deactivated.
+        Some(false) => return Err(ApiError::Forbidden("the account is deactivated")),
+        Some(true) => {}
+    }
+    let issued = app.sessions.start(tx.connection(), user).await?;
+    tx.commit().await?;
+    Ok(issued)
 }
 
 /// The account and its password hash; `None` for an unknown tenant or user alike.

@@ -85,8 +85,14 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Starts a session for a user who just logged in.
-    pub async fn start(&self, pool: &PgPool, user: Uuid) -> Result<Issued, sqlx::Error> {
+    /// Starts a session for a user who just logged in, on `conn` (a tenant user's login
+    /// holds their row there, so a deactivation or password change cannot slip between the
+    /// check and this session: see `login`).
+    pub async fn start(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        user: Uuid,
+    ) -> Result<Issued, sqlx::Error> {
         let session = Uuid::now_v7();
         let (token, hash) = new_token();
         let expires_at = Utc::now() + self.window;
@@ -98,7 +104,7 @@ impl Sessions {
             user,
             expires_at
         )
-        .execute(pool)
+        .execute(conn)
         .await?;
         Ok(Issued {
             token,
@@ -132,6 +138,16 @@ impl Sessions {
             return Err(RefreshError::Reused);
         }
         if row.expires_at <= Utc::now() {
+            return Err(RefreshError::Invalid);
+        }
+        // An ended session stays ended, whatever token of it is left.
+        let ended = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE family_id = $1) AS "ended!""#,
+            row.family_id
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if ended {
             return Err(RefreshError::Invalid);
         }
         sqlx::query!(
@@ -172,6 +188,15 @@ impl Sessions {
         reason: EndReason,
     ) -> Result<(), sqlx::Error> {
         let mut tx = pool.begin().await?;
+        // Lock first, delete in a second statement: a refresh in flight holds its token's
+        // row and inserts the successor; the lock waits for it, and the DELETE's fresh
+        // snapshot then sees the successor too (one DELETE would miss it).
+        sqlx::query!(
+            "SELECT token_hash FROM refresh_tokens WHERE family_id = $1 FOR UPDATE",
+            session
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         sqlx::query!("DELETE FROM refresh_tokens WHERE family_id = $1", session)
             .execute(&mut *tx)
             .await?;
@@ -197,6 +222,13 @@ impl Sessions {
         users: &[Uuid],
         reason: EndReason,
     ) -> Result<(), sqlx::Error> {
+        // As in `end`: wait for refreshes in flight, then see their successors.
+        sqlx::query!(
+            "SELECT token_hash FROM refresh_tokens WHERE user_id = ANY($1) FOR UPDATE",
+            users
+        )
+        .fetch_all(&mut *conn)
+        .await?;
         sqlx::query!(
             "INSERT INTO revoked_sessions (family_id, expires_at, reason)
              SELECT DISTINCT family_id, $2::timestamptz, $3 FROM refresh_tokens WHERE user_id = ANY($1)

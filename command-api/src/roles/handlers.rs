@@ -194,26 +194,21 @@ pub async fn define_role(
     key: IdempotencyKey,
     body: ValidJson<RoleInput>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller.require(Permission::RolesManage)?.clone();
+    caller.require(Permission::RolesManage)?;
     let name = RoleName::parse_custom(&body.value.name)
         .map_err(|e| ApiError::Validation(vec![FieldError::new("name", e)]))?;
     let permissions = parse_permissions(&body.value.permissions)?;
     may_grant(&caller, &permissions)?;
-    let idempotency = Idempotency::new(
-        Scope::Tenant(tenant.clone()),
-        caller.user_id,
+    let request = (Method::POST, "/v1/roles", body.raw.as_ref());
+    run(
+        &app,
+        &caller,
         key,
-        app.fingerprints.of(&Method::POST, "/v1/roles", &body.raw),
-    );
-    let command = RoleCommand {
-        tenant: tenant.clone(),
+        request,
         name,
-        change: RoleChange::Define(permissions),
-        users: 0,
-    };
-    let response = commands::execute(&app, &caller, &tenant, idempotency, command).await?;
-    see_own_change(&app, &tenant).await;
-    Ok(response)
+        RoleChange::Define(permissions),
+    )
+    .await
 }
 
 fn role_name_in_path(name: &str) -> Result<RoleName, ApiError> {
@@ -249,21 +244,16 @@ pub async fn change_role(
     may_grant(&caller, &permissions)?;
     may_reshape(&app, &caller, &tenant, &name)?;
     let path = format!("/v1/roles/{name}");
-    let idempotency = Idempotency::new(
-        Scope::Tenant(tenant.clone()),
-        caller.user_id,
+    let request = (Method::PATCH, path.as_str(), body.raw.as_ref());
+    run(
+        &app,
+        &caller,
         key,
-        app.fingerprints.of(&Method::PATCH, &path, &body.raw),
-    );
-    let command = RoleCommand {
-        tenant: tenant.clone(),
+        request,
         name,
-        change: RoleChange::Change(permissions),
-        users: 0,
-    };
-    let response = commands::execute(&app, &caller, &tenant, idempotency, command).await?;
-    see_own_change(&app, &tenant).await;
-    Ok(response)
+        RoleChange::Change(permissions),
+    )
+    .await
 }
 
 /// Removes a role of the tenant's own; 409 while a user has it.
@@ -287,20 +277,35 @@ pub async fn remove_role(
     let name = role_name_in_path(&name)?;
     may_reshape(&app, &caller, &tenant, &name)?;
     let path = format!("/v1/roles/{name}");
+    let request = (Method::DELETE, path.as_str(), &b""[..]);
+    run(&app, &caller, key, request, name, RoleChange::Remove).await
+}
+
+/// Runs a role command through the command pipeline, keyed by the request (method, path,
+/// body) it answers, and applies it on this instance at once.
+async fn run(
+    app: &AppState,
+    caller: &Caller,
+    key: IdempotencyKey,
+    (method, path, body): (Method, &str, &[u8]),
+    name: RoleName,
+    change: RoleChange,
+) -> Result<Response, ApiError> {
+    let tenant = caller.require(Permission::RolesManage)?.clone();
     let idempotency = Idempotency::new(
         Scope::Tenant(tenant.clone()),
         caller.user_id,
         key,
-        app.fingerprints.of(&Method::DELETE, &path, b""),
+        app.fingerprints.of(&method, path, body),
     );
     let command = RoleCommand {
         tenant: tenant.clone(),
         name,
-        change: RoleChange::Remove,
+        change,
         users: 0,
     };
-    let response = commands::execute(&app, &caller, &tenant, idempotency, command).await?;
-    see_own_change(&app, &tenant).await;
+    let response = commands::execute(app, caller, &tenant, idempotency, command).await?;
+    see_own_change(app, &tenant).await;
     Ok(response)
 }
 

@@ -154,13 +154,18 @@ pub async fn set_up(
         },
     )
     .await?;
-    // This instance knows at once; the others on the notifications.
-    app.tenants
-        .reload_one(app.store.pool(), id.as_str())
-        .await?;
-    app.users
+    // This instance knows at once; the others on the notifications (which bring it here
+    // too, should this reload fail: the tenant is set up either way, so no error).
+    if let Err(error) = app.tenants.reload_one(app.store.pool(), id.as_str()).await {
+        tracing::warn!(%error, tenant_id = %id, "reloading the new tenant failed");
+    }
+    if let Err(error) = app
+        .users
         .reload_one(app.store.pool(), &format!("{id}/{admin_id}"))
-        .await?;
+        .await
+    {
+        tracing::warn!(%error, tenant_id = %id, "reloading the new admin failed");
+    }
     tracing::info!(tenant_id = %id, "tenant set up");
     Ok(response)
 }

@@ -209,6 +209,7 @@ impl RegisterUser {
 
     /// The `users` row, unique per tenant by username: 409 when it is taken.
     pub async fn insert_row(&mut self, tx: &mut TenantTransaction<'_>) -> Result<(), ApiError> {
+        hold_role(tx, &self.user.role).await?;
         let tenant = tx.tenant().as_str().to_owned();
         let inserted = sqlx::query_scalar!(
             r#"INSERT INTO users (tenant_id, user_id, username, display_name, role, password_hash)
@@ -565,6 +566,7 @@ async fn change(
     change: UserChange,
 ) -> Result<Response, ApiError> {
     let command = ChangeUser {
+        tenant: tenant.clone(),
         user,
         change,
         caller_permissions: caller.permissions,
@@ -589,6 +591,7 @@ enum UserChange {
 
 /// A change to an existing user: its event and the row beside it.
 struct ChangeUser {
+    tenant: TenantId,
     user: Uuid,
     change: UserChange,
     caller_permissions: Permissions,
@@ -625,13 +628,12 @@ impl Command for ChangeUser {
             self.acting_on_self && matches!(self.change, UserChange::Password { .. });
         if !own_password {
             // Whom one may act on: nobody with a permission the caller lacks.
-            let tenant_roles = &self.app.roles;
+            // A role this instance does not know (yet) counts as holding everything.
             let current = self
                 .app
-                .users
-                .get(self.user)
-                .and_then(|access| tenant_roles.permissions(&access.tenant, &user.role))
-                .unwrap_or(Permissions::NONE);
+                .roles
+                .permissions(self.tenant.as_str(), &user.role)
+                .unwrap_or_else(Permissions::all);
             let missing = self.caller_permissions.missing(current);
             if !missing.is_empty() {
                 return Err(ApiError::CannotGrant(missing));
@@ -692,6 +694,12 @@ impl Command for ChangeUser {
             if was_admin {
                 ensure_another_admin(tx, &tenant, self.user).await?;
             }
+            let given_a_role = landed.events.iter().any(
+                |event| matches!(event, UserEvent::Updated(updated) if updated.role.is_some()),
+            );
+            if given_a_role {
+                hold_role(tx, &after.role).await?;
+            }
             let (hash, valid_after) = match &self.change {
                 UserChange::Password { hash, .. } => (Some(hash.as_str()), true),
                 UserChange::Deactivate => (None, true),
@@ -748,6 +756,30 @@ impl Command for ChangeUser {
 
 /// 409 unless the tenant keeps an active admin besides `user`. Changes to admins serialize
 /// on a per-tenant lock, so that two concurrent demotions cannot each count the other.
+/// Holds a tenant role's row while a user is given it: a removal of the role that
+/// committed first makes this a 422, and one that comes after waits for this transaction
+/// and then finds the role assigned (409).
+async fn hold_role(tx: &mut TenantTransaction<'_>, role: &RoleName) -> Result<(), ApiError> {
+    if role.is_builtin() {
+        return Ok(());
+    }
+    let tenant = tx.tenant().as_str().to_owned();
+    let held = sqlx::query_scalar!(
+        r#"SELECT true AS "held!" FROM roles WHERE tenant_id = $1 AND name = $2 FOR SHARE"#,
+        tenant,
+        role.as_str()
+    )
+    .fetch_optional(tx.connection())
+    .await?;
+    if held.is_none() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "role",
+            "is not a role of this tenant",
+        )]));
+    }
+    Ok(())
+}
+
 async fn ensure_another_admin(
     tx: &mut TenantTransaction<'_>,
     tenant: &str,
