@@ -342,7 +342,9 @@ impl Runner {
 }
 
 /// How long a consumer may stay in trouble (health already failing) before it is replaced.
-const REPLACE_AFTER: Duration = Duration::from_secs(30);
+/// Long enough that a broker coming back (its coordinator loading offsets, when the lag
+/// cannot be measured for a while though records flow) is not mistaken for a stuck one.
+const REPLACE_AFTER: Duration = Duration::from_secs(60);
 
 /// How long shutdown waits for a consumer to leave its group cleanly (commit, leave): a
 /// consumer whose coordinator is away would wait for minutes.
