@@ -15,6 +15,17 @@ async fn login_reply(app: &TestApp, tenant: &str, username: &str, password: &str
     app.login(Some(tenant), username, password).await
 }
 
+async fn refresh_reply(app: &TestApp, token: String) -> Reply {
+    app.send(
+        Method::POST,
+        "/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": token})),
+        &[],
+    )
+    .await
+}
+
 /// Polls `check` until it holds or `within` passes; whether it held.
 async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
 where
@@ -318,15 +329,7 @@ async fn a_password_change_needs_the_old_one_and_ends_every_session() {
         app.get("/v1/customers", &token).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let refreshed = app
-        .send(
-            Method::POST,
-            "/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-            &[],
-        )
-        .await;
+    let refreshed = refresh_reply(&app, refresh).await;
     assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         login_reply(&app, "acme", "pat", PASSWORD).await.status,
@@ -391,19 +394,7 @@ async fn refresh_tokens_rotate_and_a_reused_one_ends_its_whole_family() {
     assert!(hashes.contains(&digest));
     assert!(!hashes.iter().any(|h| h.as_slice() == first.as_bytes()));
 
-    let refresh = |token: String| {
-        let app = &app;
-        async move {
-            app.send(
-                Method::POST,
-                "/v1/auth/refresh",
-                None,
-                Some(json!({"refresh_token": token})),
-                &[],
-            )
-            .await
-        }
-    };
+    let refresh = |token: String| refresh_reply(&app, token);
     let rotated = refresh(first.clone()).await;
     assert_eq!(rotated.status, StatusCode::OK, "{:?}", rotated.body);
     let second = rotated.body["refresh_token"].as_str().unwrap().to_owned();
@@ -456,19 +447,7 @@ async fn no_refresh_token_outlives_a_session_ended_while_it_was_being_refreshed(
         .send(Method::POST, "/v1/auth/logout", Some(&first), None, &[])
         .await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT);
-    let refresh = |token: String| {
-        let app = &app;
-        async move {
-            app.send(
-                Method::POST,
-                "/v1/auth/refresh",
-                None,
-                Some(json!({"refresh_token": token})),
-                &[],
-            )
-            .await
-        }
-    };
+    let refresh = |token: String| refresh_reply(&app, token);
     // The refresh and the logout race; whichever wins, no refresh token is left alive.
     for _ in 0..12 {
         let login = login_reply(&app, "acme", "ruth", PASSWORD).await;
@@ -508,15 +487,7 @@ async fn an_unused_refresh_token_expires_after_its_window() {
     let login = login_reply(&app, "acme", "idle", PASSWORD).await;
     let token = login.body["refresh_token"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let expired = app
-        .send(
-            Method::POST,
-            "/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": token})),
-            &[],
-        )
-        .await;
+    let expired = refresh_reply(&app, token).await;
     assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
 }
 
