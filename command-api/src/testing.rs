@@ -219,6 +219,23 @@ impl TestApp {
             .await
     }
 
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(Method::PATCH, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    /// The text of the operations listener's `/metrics`.
+    pub async fn ops_metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.metrics_base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn login(&self, tenant: Option<&str>, username: &str, password: &str) -> Reply {
         let mut body = json!({"username": username, "password": password});
         if let Some(tenant) = tenant {

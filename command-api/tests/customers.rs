@@ -227,15 +227,7 @@ async fn updates_need_the_current_version() {
     let id = app.create_customer(&admin, "Ada").await;
     let path = format!("/v1/customers/{id}");
 
-    let without = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&admin),
-            Some(json!({"name": "B"})),
-            &[],
-        )
-        .await;
+    let without = app.patch(&path, &admin, json!({"name": "B"})).await;
     assert_eq!(without.status, StatusCode::PRECONDITION_REQUIRED);
     let stale = app
         .send(

@@ -523,15 +523,7 @@ async fn metrics_name_at_most_the_configured_tenants_and_count_the_rest_as_other
         let admin = app.tenant_with_admin(tenant).await;
         app.create_customer(&admin, "Counted").await;
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.metrics_base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.ops_metrics().await;
     let tenants: std::collections::BTreeSet<&str> = metrics
         .lines()
         .filter(|l| {

@@ -33,15 +33,7 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         .await
         .unwrap();
     assert_eq!(as_platform.status(), StatusCode::OK);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.metrics_base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.ops_metrics().await;
     let line = metrics
         .lines()
         .find(|l| {

@@ -104,24 +104,20 @@ async fn users_are_listed_read_and_changed_and_every_change_is_an_event() {
     assert_eq!(read.body["active"], true);
 
     let changed = app
-        .send(
-            Method::PATCH,
+        .patch(
             &format!("/v1/users/{bea}"),
-            Some(&admin),
-            Some(json!({"display_name": "Bea Arthur", "role": "viewer"})),
-            &[],
+            &admin,
+            json!({"display_name": "Bea Arthur", "role": "viewer"}),
         )
         .await;
     assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
     assert_eq!(changed.body["role"], "viewer");
     assert_eq!(changed.body["display_name"], "Bea Arthur");
     let unknown_role = app
-        .send(
-            Method::PATCH,
+        .patch(
             &format!("/v1/users/{bea}"),
-            Some(&admin),
-            Some(json!({"role": "wizard"})),
-            &[],
+            &admin,
+            json!({"role": "wizard"}),
         )
         .await;
     assert_eq!(unknown_role.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -229,12 +225,10 @@ async fn the_last_active_admin_can_be_neither_demoted_nor_deactivated() {
     let demote = |token: String, id: String| {
         let app = &app;
         async move {
-            app.send(
-                Method::PATCH,
+            app.patch(
                 &format!("/v1/users/{id}"),
-                Some(&token),
-                Some(json!({"role": "member"})),
-                &[],
+                &token,
+                json!({"role": "member"}),
             )
             .await
         }
@@ -570,12 +564,10 @@ async fn tenant_roles_grant_only_what_the_granter_holds_and_apply_within_a_secon
         .await;
     assert_eq!(takeover.status, StatusCode::FORBIDDEN);
     let demote_admin = app
-        .send(
-            Method::PATCH,
+        .patch(
             &format!("/v1/users/{admin_id}"),
-            Some(&manager),
-            Some(json!({"role": "viewer"})),
-            &[],
+            &manager,
+            json!({"role": "viewer"}),
         )
         .await;
     assert_eq!(demote_admin.status, StatusCode::FORBIDDEN);
@@ -605,12 +597,10 @@ async fn tenant_roles_grant_only_what_the_granter_holds_and_apply_within_a_secon
 
     // Giving the role a permission applies to its holders' existing tokens, everywhere.
     let changed = app
-        .send(
-            Method::PATCH,
+        .patch(
             "/v1/roles/user-manager",
-            Some(&admin),
-            Some(json!({"permissions": ["users:manage", "customers:read", "customers:write"]})),
-            &[],
+            &admin,
+            json!({"permissions": ["users:manage", "customers:read", "customers:write"]}),
         )
         .await;
     assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
@@ -633,15 +623,9 @@ async fn tenant_roles_grant_only_what_the_granter_holds_and_apply_within_a_secon
     );
 
     assert_eq!(
-        app.send(
-            Method::PATCH,
-            "/v1/roles/admin",
-            Some(&admin),
-            Some(json!({"permissions": []})),
-            &[]
-        )
-        .await
-        .status,
+        app.patch("/v1/roles/admin", &admin, json!({"permissions": []}))
+            .await
+            .status,
         StatusCode::FORBIDDEN
     );
     assert_eq!(

@@ -69,6 +69,26 @@ struct State {
     in_kafka: i64,
 }
 
+impl State {
+    /// The last measurement is missing or too old to go by.
+    fn unmeasured(&self) -> bool {
+        self.measured
+            .is_none_or(|at| at.elapsed() > MEASURED_WITHIN)
+    }
+
+    /// How long this member has held no partition, once that is too long.
+    fn unassigned_too_long(&self) -> Option<Duration> {
+        self.unassigned_since
+            .map(|since| since.elapsed())
+            .filter(|held_none| *held_none > UNASSIGNED_AFTER)
+    }
+
+    /// How long nothing was projected, once that is longer than `stall_after`.
+    fn stalled_for(&self, stall_after: Duration) -> Option<Duration> {
+        Some(self.progressed.elapsed()).filter(|quiet| *quiet > stall_after)
+    }
+}
+
 impl Default for State {
     fn default() -> Self {
         Self {
@@ -208,8 +228,7 @@ impl ProjectorMetrics {
     pub fn unassigned_too_long(&self, projection: Projection) -> bool {
         self.states()
             .get(&projection)
-            .and_then(|s| s.unassigned_since)
-            .is_some_and(|since| since.elapsed() > UNASSIGNED_AFTER)
+            .is_some_and(|state| state.unassigned_too_long().is_some())
     }
 
     /// What is wrong with `projection` that a new Kafka consumer could mend: the lag cannot
@@ -221,23 +240,20 @@ impl ProjectorMetrics {
             return None;
         }
         let mut trouble = Vec::new();
-        if state
-            .measured
-            .is_none_or(|at| at.elapsed() > MEASURED_WITHIN)
-        {
+        if state.unmeasured() {
             trouble.push("the lag cannot be measured".to_owned());
         }
-        if let Some(since) = state.unassigned_since
-            && since.elapsed() > UNASSIGNED_AFTER
-        {
-            trouble.push(format!("no partition for {} s", since.elapsed().as_secs()));
+        if let Some(held_none) = state.unassigned_too_long() {
+            trouble.push(format!("no partition for {} s", held_none.as_secs()));
         }
         // Records the relay has not published are the relay's trouble, not the consumer's.
-        if state.in_kafka > 0 && state.progressed.elapsed() > self.stall_after {
+        if let Some(quiet) = state.stalled_for(self.stall_after)
+            && state.in_kafka > 0
+        {
             trouble.push(format!(
                 "{} records wait in Kafka and none came for {} s",
                 state.in_kafka,
-                state.progressed.elapsed().as_secs()
+                quiet.as_secs()
             ));
         }
         (!trouble.is_empty()).then(|| trouble.join("; "))
@@ -255,25 +271,22 @@ impl ProjectorMetrics {
     fn problems(&self, projection: Projection) -> Vec<String> {
         let state = self.states().get(&projection).copied().unwrap_or_default();
         let mut problems = Vec::new();
-        if state
-            .measured
-            .is_none_or(|at| at.elapsed() > MEASURED_WITHIN)
-        {
+        if state.unmeasured() {
             problems.push("the lag cannot be measured (Kafka or the store away)".to_owned());
         }
-        if let Some(since) = state.unassigned_since
-            && since.elapsed() > UNASSIGNED_AFTER
-        {
+        if let Some(held_none) = state.unassigned_too_long() {
             problems.push(format!(
                 "no partition assigned for {} s",
-                since.elapsed().as_secs()
+                held_none.as_secs()
             ));
         }
-        if state.waiting > 0 && state.progressed.elapsed() > self.stall_after {
+        if let Some(quiet) = state.stalled_for(self.stall_after)
+            && state.waiting > 0
+        {
             problems.push(format!(
                 "{} events wait and nothing was projected for {} s",
                 state.waiting,
-                state.progressed.elapsed().as_secs()
+                quiet.as_secs()
             ));
         }
         if let Some(since) = state.failing_since

@@ -44,26 +44,8 @@ impl Pipeline {
     ) -> Self {
         let projections = projections.to_vec();
         let topics = TestTopics::new();
-        let config = ProjectorConfig {
-            database_url: Secret::new(db.projector_url()),
-            dev_mode: true,
-            kafka_brokers: topics.brokers.clone(),
-            elasticsearch_url: event_store::testing::env_url("ELASTICSEARCH_URL"),
-            topic_prefix: topics.prefix.clone(),
-            index_prefix: topics.prefix.clone(),
-            metrics_addr: "127.0.0.1:0".to_owned(),
-            group_prefix: topics.prefix.clone(),
-            ..ProjectorConfig::default()
-        };
-        let mut relay_config = RelayConfig {
-            database_url: Secret::new(db.relay_url()),
-            dev_mode: true,
-            kafka_brokers: topics.brokers.clone(),
-            topic_prefix: topics.prefix.clone(),
-            metrics_addr: "127.0.0.1:0".to_owned(),
-            topic_partitions: 3,
-            ..RelayConfig::default()
-        };
+        let config = projector_config(db, &topics);
+        let mut relay_config = topics.relay_config(db.relay_url());
         tune_relay(&mut relay_config);
         let es = Es::new(&config.elasticsearch_url).expect("ELASTICSEARCH_URL is a URL");
         let shutdown = CancellationToken::new();
@@ -162,5 +144,21 @@ impl Drop for Pipeline {
             Some(())
         })
         .join();
+    }
+}
+
+/// A projector reading `topics` and writing indices under their prefix, on `db`, in
+/// development mode, metrics on a port of its own.
+pub fn projector_config(db: &ScratchDatabase, topics: &TestTopics) -> ProjectorConfig {
+    ProjectorConfig {
+        database_url: Secret::new(db.projector_url()),
+        dev_mode: true,
+        kafka_brokers: topics.brokers.clone(),
+        elasticsearch_url: event_store::testing::env_url("ELASTICSEARCH_URL"),
+        topic_prefix: topics.prefix.clone(),
+        index_prefix: topics.prefix.clone(),
+        metrics_addr: "127.0.0.1:0".to_owned(),
+        group_prefix: topics.prefix.clone(),
+        ..ProjectorConfig::default()
     }
 }

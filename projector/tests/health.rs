@@ -9,10 +9,9 @@ use event_store::testing::ScratchDatabase;
 use event_store::testing::fixtures::{append_many, tenant};
 use projector::projections::Projection;
 use projector::{Projector, ProjectorConfig};
+use relay::Relay;
 use relay::testing::TestTopics;
-use relay::{Relay, RelayConfig};
 use serde_json::Value;
-use service::Secret;
 use tokio_util::sync::CancellationToken;
 
 async fn health(client: &reqwest::Client, addr: &str) -> (u16, Value) {
@@ -31,16 +30,8 @@ async fn events_the_relay_has_not_published_make_the_projector_not_ok() {
     let db = ScratchDatabase::create().await;
     let topics = TestTopics::new();
     let config = ProjectorConfig {
-        database_url: Secret::new(db.projector_url()),
-        dev_mode: true,
-        kafka_brokers: topics.brokers.clone(),
-        elasticsearch_url: event_store::testing::env_url("ELASTICSEARCH_URL"),
-        topic_prefix: topics.prefix.clone(),
-        index_prefix: topics.prefix.clone(),
-        metrics_addr: "127.0.0.1:0".to_owned(),
-        group_prefix: topics.prefix.clone(),
         stall_after_ms: 2_000,
-        ..ProjectorConfig::default()
+        ..projector::testing::projector_config(&db, &topics)
     };
     let projector = Projector::build(&config, &[Projection::Customers])
         .await
@@ -75,17 +66,9 @@ async fn events_the_relay_has_not_published_make_the_projector_not_ok() {
     );
 
     // The relay starts: the events flow, and health is ok again.
-    let relay = Relay::build(RelayConfig {
-        database_url: Secret::new(db.relay_url()),
-        dev_mode: true,
-        kafka_brokers: topics.brokers.clone(),
-        topic_prefix: topics.prefix.clone(),
-        metrics_addr: "127.0.0.1:0".to_owned(),
-        topic_partitions: 3,
-        ..RelayConfig::default()
-    })
-    .await
-    .expect("the relay starts");
+    let relay = Relay::build(topics.relay_config(db.relay_url()))
+        .await
+        .expect("the relay starts");
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

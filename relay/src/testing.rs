@@ -52,6 +52,20 @@ impl TestTopics {
         crate::cloudevents::topic_for(&self.prefix, aggregate)
     }
 
+    /// A relay publishing to these topics from the store at `database_url` (the relay
+    /// role's), in development mode, metrics on a port of its own, 3 partitions per topic.
+    pub fn relay_config(&self, database_url: String) -> crate::RelayConfig {
+        crate::RelayConfig {
+            database_url: service::Secret::new(database_url),
+            dev_mode: true,
+            kafka_brokers: self.brokers.clone(),
+            topic_prefix: self.prefix.clone(),
+            metrics_addr: "127.0.0.1:0".to_owned(),
+            topic_partitions: 3,
+            ..crate::RelayConfig::default()
+        }
+    }
+
     /// Reads `topics` from the beginning until `enough` holds for what was read, or
     /// `timeout` passes; returns everything read. Runs the blocking consumer off the
     /// runtime.

@@ -15,7 +15,6 @@ use event_store::{EventStore, ExpectedVersion, NewEvent, StreamId};
 use relay::testing::TestTopics;
 use relay::{Relay, RelayConfig};
 use schemas::{TenantEvent, TenantName, TenantRegistered};
-use service::Secret;
 use support::{assert_complete_and_ordered, http_get, java_partition, metric};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -24,13 +23,8 @@ const PARTITIONS: i32 = 12;
 
 fn relay_config(db: &ScratchDatabase, topics: &TestTopics) -> RelayConfig {
     RelayConfig {
-        database_url: Secret::new(db.relay_url()),
-        dev_mode: true,
-        kafka_brokers: topics.brokers.clone(),
-        topic_prefix: topics.prefix.clone(),
-        metrics_addr: "127.0.0.1:0".to_owned(),
         topic_partitions: PARTITIONS,
-        ..RelayConfig::default()
+        ..topics.relay_config(db.relay_url())
     }
 }
 

@@ -14,7 +14,6 @@ use event_store::testing::fixtures::{append_many, customer_stream, registered, t
 use event_store::{EventStore, ExpectedVersion};
 use relay::testing::{DedicatedKafka, TestTopics};
 use relay::{Relay, RelayConfig};
-use service::Secret;
 use support::{RelayProcess, assert_complete_and_ordered, http_get, metric};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -88,17 +87,11 @@ async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
     let topics = TestTopics::on(broker.bootstrap());
     let store = EventStore::new(db.app_pool(4).await);
     let config = RelayConfig {
-        database_url: Secret::new(db.relay_url()),
-        dev_mode: true,
-        kafka_brokers: broker.bootstrap(),
-        topic_prefix: topics.prefix.clone(),
-        metrics_addr: "127.0.0.1:0".to_owned(),
-        topic_partitions: 3,
         // Short, so the outage surfaces as failed batches the relay must retry.
         delivery_timeout_ms: 5_000,
         // Short, so health must say the relay is stuck well within the outage.
         stall_after_ms: 5_000,
-        ..RelayConfig::default()
+        ..topics.relay_config(db.relay_url())
     };
     let relay = Relay::build(config).await.unwrap();
     let metrics_addr = relay.metrics_addr().unwrap().to_string();
