@@ -2,7 +2,9 @@
 //!
 //! A write is: the tenant's write limit; one transaction scoped to the tenant; the
 //! `Idempotency-Key` check first in it (a replay ends here); the stream loaded and folded;
-//! the client's `If-Match` checked against its version; the aggregate's decision; the
+//! the client's `If-Match` checked against its version; the facts the decision needs
+//! beyond the stream read in the same transaction (rows they come from stay locked until
+//! commit, so the decision still holds when its events land); the aggregate's decision; the
 //! events appended at exactly the version decided on (a concurrent writer makes it a 412,
 //! never a lost update); the rows kept beside the events (registries, users) written;
 //! the response recorded for replays; commit. Everything or nothing.
@@ -79,11 +81,29 @@ pub trait Command: Send {
     /// trip, no transaction to open and commit around it.
     const KEEPS_ROWS: bool = false;
 
+    /// Whether [`Command::read_facts`] reads anything. A command that does always runs in
+    /// a transaction: facts read outside one could be stale by the time its events land.
+    const READS_FACTS: bool = false;
+
     /// The stream written.
     fn stream(&self) -> StreamId;
 
     fn precondition(&self) -> Precondition {
         Precondition::None
+    }
+
+    /// What the decision needs beyond the stream (a role's current permissions, whether
+    /// the tenant keeps another admin), read in the command's transaction after the
+    /// stream is folded and kept for [`Command::decide`]. Never from an instance's
+    /// in-memory copy: another instance may have changed it within the last second.
+    fn read_facts(
+        &mut self,
+        tx: &mut TenantTransaction<'_>,
+        state: Option<&Self::Aggregate>,
+        caller: &Caller,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send {
+        let _ = (tx, state, caller);
+        async { Ok(()) }
     }
 
     /// The events the command causes in `state`; none when it changes nothing.
@@ -117,7 +137,10 @@ pub async fn execute<C: Command>(
     if let Scope::Tenant(writer) = idempotency.scope() {
         app.limits.write(writer.as_str())?;
     }
-    if !idempotency.has_key() && command.precondition() == Precondition::NewStream && !C::KEEPS_ROWS
+    if !idempotency.has_key()
+        && command.precondition() == Precondition::NewStream
+        && !C::KEEPS_ROWS
+        && !C::READS_FACTS
     {
         return append_alone(app, caller, tenant, command).await;
     }
@@ -145,6 +168,7 @@ pub async fn execute<C: Command>(
         }
     }
 
+    command.read_facts(&mut tx, state.as_ref(), caller).await?;
     let events = command.decide(state.as_ref())?;
     let version = if events.is_empty() {
         version

@@ -447,7 +447,23 @@ pub mod fields {
                     ))
                     .into(),
             ),
+            (
+                "EventType",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(
+                        "The stored name of an event type, of any aggregate type \
+                         (`schemas::AGGREGATE_TYPES`)",
+                    ))
+                    .enum_values(Some(schemas::AggregateType::all_event_types()))
+                    .into(),
+            ),
         ]
+    }
+
+    /// An event type's stored name.
+    pub fn event_type() -> RefOr<Schema> {
+        component("EventType")
     }
 
     fn component(name: &str) -> RefOr<Schema> {

@@ -35,12 +35,11 @@ async fn a_customer_is_created_changed_and_archived() {
 
     let path = format!("/v1/customers/{id}");
     let patched = app
-        .send(
-            Method::PATCH,
+        .patch_at(
             &path,
-            Some(&member),
-            Some(json!({"email": "juergen@example.de", "phone": null})),
-            &[("if-match", "\"1\"")],
+            &member,
+            1,
+            json!({"email": "juergen@example.de", "phone": null}),
         )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
@@ -49,13 +48,7 @@ async fn a_customer_is_created_changed_and_archived() {
 
     // The same values again: nothing happens, nothing is appended.
     let unchanged = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&member),
-            Some(json!({"email": "juergen@example.de"})),
-            &[("if-match", "\"2\"")],
-        )
+        .patch_at(&path, &member, 2, json!({"email": "juergen@example.de"}))
         .await;
     assert_eq!(unchanged.status, StatusCode::OK);
     assert_eq!(unchanged.body["version"], 2);
@@ -71,15 +64,7 @@ async fn a_customer_is_created_changed_and_archived() {
         .await;
     assert_eq!(archived.status, StatusCode::OK);
     assert_eq!(archived.body["version"], 3);
-    let again = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&member),
-            Some(json!({"name": "X"})),
-            &[("if-match", "\"3\"")],
-        )
-        .await;
+    let again = app.patch_at(&path, &member, 3, json!({"name": "X"})).await;
     assert_eq!(
         again.status,
         StatusCode::CONFLICT,
@@ -193,24 +178,12 @@ async fn invalid_input_gets_a_problem_naming_each_field() {
     let id = app.create_customer(&admin, "Ada").await;
     let path = format!("/v1/customers/{id}");
     let bad_patch = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&admin),
-            Some(json!({"email": "nope", "planet": "Mars"})),
-            &[("if-match", "\"1\"")],
-        )
+        .patch_at(&path, &admin, 1, json!({"email": "nope", "planet": "Mars"}))
         .await;
     assert_eq!(bad_patch.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad_patch.error_fields(), ["planet"]);
     let bad_value = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&admin),
-            Some(json!({"email": "nope"})),
-            &[("if-match", "\"1\"")],
-        )
+        .patch_at(&path, &admin, 1, json!({"email": "nope"}))
         .await;
     assert_eq!(bad_value.error_fields(), ["email"]);
     assert_eq!(
@@ -229,15 +202,7 @@ async fn updates_need_the_current_version() {
 
     let without = app.patch(&path, &admin, json!({"name": "B"})).await;
     assert_eq!(without.status, StatusCode::PRECONDITION_REQUIRED);
-    let stale = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&admin),
-            Some(json!({"name": "B"})),
-            &[("if-match", "\"7\"")],
-        )
-        .await;
+    let stale = app.patch_at(&path, &admin, 7, json!({"name": "B"})).await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     assert!(stale.body["detail"].as_str().unwrap().contains("version 1"));
     let delete_without = app
@@ -255,12 +220,11 @@ async fn updates_need_the_current_version() {
     assert_eq!(empty_reason.error_fields(), ["reason"]);
     assert_eq!(delete_without.status, StatusCode::PRECONDITION_REQUIRED);
     let unknown = app
-        .send(
-            Method::PATCH,
+        .patch_at(
             &format!("/v1/customers/{}", uuid::Uuid::now_v7()),
-            Some(&admin),
-            Some(json!({"name": "B"})),
-            &[("if-match", "\"1\"")],
+            &admin,
+            1,
+            json!({"name": "B"}),
         )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
@@ -273,21 +237,14 @@ async fn eight_concurrent_patches_on_one_version_have_one_winner() {
     let id = app.create_customer(&admin, "Ada").await;
     let path = format!("/v1/customers/{id}");
 
-    let patches: Vec<_> = (0..8)
-        .map(|i| {
-            let request = app
-                .client
-                .patch(format!("{}{path}", app.base))
-                .bearer_auth(&admin)
-                .header("if-match", "\"1\"")
-                .json(&json!({"name": format!("Writer {i}")}));
-            tokio::spawn(async move { request.send().await.unwrap().status() })
-        })
+    // All eight in flight at once, each made on version 1.
+    let patches =
+        (0..8).map(|i| app.patch_at(&path, &admin, 1, json!({"name": format!("Writer {i}")})));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(patches)
+        .await
+        .into_iter()
+        .map(|reply| reply.status)
         .collect();
-    let mut statuses = Vec::new();
-    for patch in patches {
-        statuses.push(patch.await.unwrap());
-    }
     let winners = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     let losers = statuses
         .iter()
@@ -428,13 +385,7 @@ async fn another_tenants_customer_is_not_found_on_every_endpoint() {
     let path = format!("/v1/customers/{id}");
 
     let patch = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&globex),
-            Some(json!({"name": "Stolen"})),
-            &[("if-match", "\"1\"")],
-        )
+        .patch_at(&path, &globex, 1, json!({"name": "Stolen"}))
         .await;
     assert_eq!(patch.status, StatusCode::NOT_FOUND);
     let archive = app
@@ -448,12 +399,11 @@ async fn another_tenants_customer_is_not_found_on_every_endpoint() {
         .await;
     assert_eq!(archive.status, StatusCode::NOT_FOUND);
     let unknown = app
-        .send(
-            Method::PATCH,
+        .patch_at(
             &format!("/v1/customers/{}", uuid::Uuid::now_v7()),
-            Some(&globex),
-            Some(json!({"name": "X"})),
-            &[("if-match", "\"1\"")],
+            &globex,
+            1,
+            json!({"name": "X"}),
         )
         .await;
     assert_eq!(
@@ -493,24 +443,12 @@ async fn a_customer_recorded_under_older_rules_can_still_be_changed() {
     let path = format!("/v1/customers/{id}");
 
     let phone = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&admin),
-            Some(json!({"phone": "+49 30 1234567"})),
-            &[("if-match", "\"1\"")],
-        )
+        .patch_at(&path, &admin, 1, json!({"phone": "+49 30 1234567"}))
         .await;
     assert_eq!(phone.status, StatusCode::OK, "{:?}", phone.body);
     assert_eq!(phone.body["version"], 2);
     let renamed = app
-        .send(
-            Method::PATCH,
-            &path,
-            Some(&admin),
-            Some(json!({"name": "N".repeat(201)})),
-            &[("if-match", "\"2\"")],
-        )
+        .patch_at(&path, &admin, 2, json!({"name": "N".repeat(201)}))
         .await;
     assert_eq!(
         renamed.error_fields(),

@@ -23,19 +23,14 @@ fn addr_of(app: &TestApp) -> SocketAddr {
 }
 
 /// Reads until the server closes the connection or `within` passes; what was read, and
-/// whether the server closed it.
+/// whether the server closed it (an end of stream or a reset).
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
     let mut received = Vec::new();
-    let deadline = Instant::now() + within;
-    let mut buffer = [0_u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&received).into(), true),
-            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
-            Err(_) => return (String::from_utf8_lossy(&received).into(), false),
-        }
-    }
+    // What was read before a timeout stays in `received`.
+    let closed = tokio::time::timeout(within, stream.read_to_end(&mut received))
+        .await
+        .is_ok();
+    (String::from_utf8_lossy(&received).into(), closed)
 }
 
 #[tokio::test]
@@ -104,7 +99,8 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
         TcpStream::connect(addr_of(&app)).await.unwrap(),
         TcpStream::connect(addr_of(&app)).await.unwrap(),
     ];
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No wait needed: the listener's queue is first come, first served, so the server takes
+    // both holders (its whole cap) before the connection below.
     let client = reqwest::Client::new();
     let refused = client
         .get(format!("{}/healthz", app.base))
@@ -155,6 +151,8 @@ async fn min_version_waits_are_capped_per_tenant_and_hold_no_connection() {
             })
         })
         .collect();
+    // Time for the four to arrive and start waiting. Nothing outside shows when they have,
+    // and a probing wait would take one of their places.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let fifth = app
@@ -423,14 +421,17 @@ async fn without_the_change_feed_tokens_are_not_trusted_and_a_revocation_meanwhi
     .unwrap();
 
     // Fail closed: authenticated requests get 503 with Retry-After, not the stale answer.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let refused = loop {
+    let refused = service::eventually(Duration::from_secs(5), || async {
         let reply = app.get("/v1/customers", &victim).await;
-        if reply.status == StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
-            break reply;
+        match reply.status {
+            StatusCode::SERVICE_UNAVAILABLE => Ok(reply),
+            _ => Err(reply),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|last| {
+        panic!("requests were still served 5 s after the feed was cut: last {last:?}")
+    });
     assert_eq!(
         refused.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -448,14 +449,15 @@ async fn without_the_change_feed_tokens_are_not_trusted_and_a_revocation_meanwhi
     .execute(&mut owner)
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let after = loop {
+    let after = service::eventually(Duration::from_secs(10), || async {
         let reply = app.get("/v1/customers", &victim).await;
-        if reply.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
-            break reply;
+        match reply.status {
+            StatusCode::SERVICE_UNAVAILABLE => Err(reply),
+            _ => Ok(reply),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|last| panic!("still 503 10 s after the feed could return: last {last:?}"));
     assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{:?}", after.body);
     assert_eq!(
         app.get("/v1/customers", &admin).await.status,

@@ -176,14 +176,11 @@ async fn sigterm_drains_requests_in_flight() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let started = std::time::Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "the server did not start"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    service::eventually(std::time::Duration::from_secs(30), || async {
+        client.get(format!("{base}/healthz")).send().await.map(drop)
+    })
+    .await
+    .unwrap_or_else(|last| panic!("the server did not start within 30 s: last {last}"));
 
     // Logins hash a password each: a batch of them is still running when SIGTERM arrives.
     let logins: Vec<_> = (0..12)
@@ -194,6 +191,8 @@ async fn sigterm_drains_requests_in_flight() {
             tokio::spawn(async move { request.send().await.map(|r| r.status()) })
         })
         .collect();
+    // A moment for them to reach the server (one sent after SIGTERM would be refused): the
+    // server is another process, and nothing outside it shows which requests it holds.
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     std::process::Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

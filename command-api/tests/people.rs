@@ -2,11 +2,12 @@
 //! self-service sign-up (with a failure halfway and its compensation) and the tenant named
 //! by host, each through the HTTP API of a real server.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use command_api::testing::{PASSWORD, Reply, TestApp, TestIndices};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use service::eventually;
 use sha2::{Digest, Sha256};
 
 const NEW_PASSWORD: &str = "an entirely new password";
@@ -24,24 +25,6 @@ async fn refresh_reply(app: &TestApp, token: String) -> Reply {
         &[],
     )
     .await
-}
-
-/// Polls `check` until it holds or `within` passes; whether it held.
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn define(app: &TestApp, token: &str, body: Value) -> Reply {
@@ -177,14 +160,16 @@ async fn a_deactivated_user_is_refused_on_every_instance_within_a_second() {
     assert_eq!(deactivated.status, StatusCode::OK, "{:?}", deactivated.body);
     assert_eq!(deactivated.body["active"], false);
     let (elsewhere, used) = (&other_instance, &token);
-    let refused = eventually(Duration::from_secs(1), || async move {
-        elsewhere.get("/v1/customers", used).await.status == StatusCode::UNAUTHORIZED
+    eventually(Duration::from_secs(1), || async move {
+        match elsewhere.get("/v1/customers", used).await.status {
+            StatusCode::UNAUTHORIZED => Ok(()),
+            other => Err(other),
+        }
     })
-    .await;
-    assert!(
-        refused,
-        "the other instance still accepts a deactivated user's token after 1 s"
-    );
+    .await
+    .unwrap_or_else(|last| {
+        panic!("the other instance still accepts a deactivated user's token after 1 s: last {last}")
+    });
     let login = login_reply(&app, "acme", "leaver", PASSWORD).await;
     assert_eq!(login.status, StatusCode::FORBIDDEN, "{:?}", login.body);
 
@@ -333,6 +318,7 @@ async fn a_password_change_needs_the_old_one_and_ends_every_session() {
 
     // An admin's reset does the same.
     let pat = user_id(&app, &admin, "pat").await;
+    // A second after `fresh` was issued, as above: the reset must end it, not share its second.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let reset = app
         .post(
@@ -361,6 +347,66 @@ async fn a_password_change_needs_the_old_one_and_ends_every_session() {
             json!({"reset_by_admin": true})
         ],
         "no password or hash in the events"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_cannot_reset_their_own_password_without_the_old_one() {
+    let app = TestApp::spawn().await;
+    let admin = app.tenant_with_admin("acme").await;
+    let own = user_id(&app, &admin, "acme-admin").await;
+    let reset = app
+        .post(
+            &format!("/v1/users/{own}/password"),
+            &admin,
+            json!({"new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::FORBIDDEN, "{:?}", reset.body);
+    assert_eq!(
+        reset.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(
+        reset.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/auth/password"),
+        "{:?}",
+        reset.body
+    );
+    // Nothing changed: the old password still logs in, the token still works.
+    assert_eq!(
+        app.get("/v1/customers", &admin).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_reply(&app, "acme", "acme-admin", PASSWORD)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The positive control: the same admin resets someone else's.
+    app.user("acme", &admin, "pia", "member").await;
+    let pia = user_id(&app, &admin, "pia").await;
+    let other = app
+        .post(
+            &format!("/v1/users/{pia}/password"),
+            &admin,
+            json!({"new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::NO_CONTENT, "{:?}", other.body);
+    // And the description says so.
+    let doc = app
+        .send(Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    let forbidden = &doc.body["paths"]["/v1/users/{id}/password"]["post"]["responses"]["403"];
+    assert!(
+        forbidden["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("/v1/auth/password")),
+        "{forbidden:?}"
     );
 }
 
@@ -405,14 +451,16 @@ async fn refresh_tokens_rotate_and_a_reused_one_ends_its_whole_family() {
     assert_eq!(stolen.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refresh(second).await.status, StatusCode::UNAUTHORIZED);
     let (elsewhere, used) = (&other_instance, &access);
-    let ended = eventually(Duration::from_secs(1), || async move {
-        elsewhere.get("/v1/customers", used).await.status == StatusCode::UNAUTHORIZED
+    eventually(Duration::from_secs(1), || async move {
+        match elsewhere.get("/v1/customers", used).await.status {
+            StatusCode::UNAUTHORIZED => Ok(()),
+            other => Err(other),
+        }
     })
-    .await;
-    assert!(
-        ended,
-        "an access token of an ended family still works elsewhere after 1 s"
-    );
+    .await
+    .unwrap_or_else(|last| {
+        panic!("an access token of an ended family still works elsewhere after 1 s: last {last}")
+    });
 
     // Logout ends the family too.
     let login = login_reply(&app, "acme", "rita", PASSWORD).await;
@@ -475,14 +523,189 @@ async fn no_refresh_token_outlives_a_session_ended_while_it_was_being_refreshed(
 
 #[tokio::test]
 async fn an_unused_refresh_token_expires_after_its_window() {
-    let app = TestApp::spawn_with(|config| config.refresh_window_secs = 1).await;
+    let app = TestApp::spawn_with(|config| config.refresh_window_secs = 2).await;
     let admin = app.tenant_with_admin("acme").await;
     app.user("acme", &admin, "idle", "member").await;
     let login = login_reply(&app, "acme", "idle", PASSWORD).await;
     let token = login.body["refresh_token"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let expired = refresh_reply(&app, token).await;
+    // The positive control: within the window a refresh works (and starts a new window),
+    // so the 401 below is the expiry's, not a refresh that never works.
+    let used = refresh_reply(&app, token).await;
+    assert_eq!(used.status, StatusCode::OK, "{:?}", used.body);
+    let window = used.body["refresh_expires_in"].as_u64().unwrap();
+    assert!((1..=2).contains(&window), "{window}");
+    let next = used.body["refresh_token"].as_str().unwrap().to_owned();
+    // The scenario itself: the token lies unused until its window (at most 2 s) has passed.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let expired = refresh_reply(&app, next).await;
     assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A user (and, with `new_tenant`, their tenant) set up on another instance a moment ago,
+/// with a session: in the database, not yet in this instance's registries (the change
+/// notifications that would tell it are held back). Returns the session's refresh token.
+async fn session_made_elsewhere(app: &TestApp, tenant: &str, new_tenant: bool) -> String {
+    use sqlx::Connection;
+    let user = uuid::Uuid::now_v7();
+    let token = format!("crt_{}", user.simple());
+    let mut owner = app.db.owner_connection().await;
+    let mut tx = owner.begin().await.unwrap();
+    let triggers = |verb: &str| {
+        [
+            format!("ALTER TABLE tenants {verb} TRIGGER tenant_changed"),
+            format!("ALTER TABLE users {verb} TRIGGER user_changed"),
+        ]
+    };
+    for statement in triggers("DISABLE") {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    if new_tenant {
+        sqlx::query("INSERT INTO tenants (id, name, status) VALUES ($1, $1, 'active')")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO users (tenant_id, user_id, username, display_name, role, password_hash)
+         VALUES ($1, $2, 'newcomer', 'Newcomer', 'member', 'no password')",
+    )
+    .bind(tenant)
+    .bind(user)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    for statement in triggers("ENABLE") {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at)
+         VALUES ($1, $2, $2, now() + interval '1 hour')",
+    )
+    .bind(Sha256::digest(token.as_bytes()).to_vec())
+    .bind(user)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    token
+}
+
+/// Refreshes twice in a row from `token`, each answered 200; returns the last refresh token.
+async fn refreshes_twice(app: &TestApp, token: String) -> String {
+    let mut token = token;
+    for _ in 0..2 {
+        let refreshed = refresh_reply(app, token).await;
+        assert_eq!(refreshed.status, StatusCode::OK, "{:?}", refreshed.body);
+        token = refreshed.body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    token
+}
+
+#[tokio::test]
+async fn a_refresh_keeps_the_session_of_a_user_this_instance_does_not_know_yet() {
+    let app = TestApp::spawn().await;
+    app.tenant_with_admin("acme").await;
+    let token = session_made_elsewhere(&app, "acme", false).await;
+    refreshes_twice(&app, token).await;
+}
+
+#[tokio::test]
+async fn a_refresh_keeps_the_session_of_a_tenant_this_instance_does_not_know_yet() {
+    let app = TestApp::spawn().await;
+    let token = session_made_elsewhere(&app, "newco", true).await;
+    let token = refreshes_twice(&app, token).await;
+
+    // Suspended, as the database says: refused, and nothing of the session is spent.
+    let mut owner = app.db.owner_connection().await;
+    sqlx::query("UPDATE tenants SET status = 'suspended' WHERE id = 'newco'")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let spent = "SELECT count(*) FROM refresh_tokens WHERE spent_at IS NOT NULL";
+    let spent_before: i64 = sqlx::query_scalar(spent)
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+    let refused = refresh_reply(&app, token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    let spent_after: i64 = sqlx::query_scalar(spent)
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        spent_before, spent_after,
+        "a refused refresh spends nothing"
+    );
+}
+
+#[tokio::test]
+async fn ended_sessions_and_revoked_tokens_are_purged_by_the_api_role() {
+    let db = event_store::testing::ScratchDatabase::create().await;
+    let mut owner = db.owner_connection().await;
+    for (id, from_now) in [
+        (uuid::Uuid::now_v7(), "-1 minute"),
+        (uuid::Uuid::now_v7(), "1 hour"),
+    ] {
+        sqlx::query(
+            "INSERT INTO revoked_sessions (family_id, expires_at, reason)
+             VALUES ($1, now() + $2::text::interval, 'logout')",
+        )
+        .bind(id)
+        .bind(from_now)
+        .execute(&mut owner)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, now() + $2::text::interval)",
+        )
+        .bind(id)
+        .bind(from_now)
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    }
+    // As the API runs it: the application's role, not the owner.
+    let pool = sqlx::PgPool::connect(&db.app_url()).await.unwrap();
+    let sessions = command_api::auth::sessions::Sessions {
+        window: chrono::Duration::days(30),
+        access_lifetime: chrono::Duration::minutes(15),
+    };
+    let purged = sessions
+        .purge(&pool)
+        .await
+        .expect("the purge runs as the API");
+    assert_eq!(purged, 2, "one ended session and one revoked token");
+    for (table, count) in [
+        (
+            "revoked_sessions",
+            "SELECT count(*), count(*) FILTER (WHERE expires_at < now()) FROM revoked_sessions",
+        ),
+        (
+            "revoked_tokens",
+            "SELECT count(*), count(*) FILTER (WHERE expires_at < now()) FROM revoked_tokens",
+        ),
+    ] {
+        let (left, expired): (i64, i64) =
+            sqlx::query_as(count).fetch_one(&mut owner).await.unwrap();
+        assert_eq!(
+            (left, expired),
+            (1, 0),
+            "{table}: the live row stays, the expired goes"
+        );
+    }
+    pool.close().await;
 }
 
 #[tokio::test]
@@ -605,22 +828,23 @@ async fn tenant_roles_grant_only_what_the_granter_holds_and_apply_within_a_secon
         .await;
     assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
     let (elsewhere, used) = (&other_instance, &manager);
-    let applies = eventually(Duration::from_secs(1), || async move {
-        elsewhere
+    eventually(Duration::from_secs(1), || async move {
+        let reply = elsewhere
             .post(
                 "/v1/customers",
                 used,
                 json!({"name": "Y", "email": "y@example.com"}),
             )
-            .await
-            .status
-            == StatusCode::CREATED
+            .await;
+        match reply.status {
+            StatusCode::CREATED => Ok(()),
+            _ => Err(reply),
+        }
     })
-    .await;
-    assert!(
-        applies,
-        "the role's new permission did not apply within 1 s"
-    );
+    .await
+    .unwrap_or_else(|last| {
+        panic!("the role's new permission did not apply within 1 s: last {last:?}")
+    });
 
     assert_eq!(
         app.patch("/v1/roles/admin", &admin, json!({"permissions": []}))
@@ -674,6 +898,73 @@ async fn tenant_roles_grant_only_what_the_granter_holds_and_apply_within_a_secon
             "RoleDefined",
             "RoleRemoved"
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_role_is_granted_as_its_row_says_not_as_this_instance_last_heard() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    let admin = app.tenant_with_admin("acme").await;
+    let made = define(
+        &app,
+        &admin,
+        json!({"name": "user-manager", "permissions": ["users:manage", "customers:read"]}),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    let made = define(
+        &app,
+        &admin,
+        json!({"name": "support", "permissions": ["customers:read"]}),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    let manager = app.user("acme", &admin, "manny", "user-manager").await;
+    // The positive control: while `support` is within what the manager holds, they grant it.
+    app.user("acme", &manager, "first", "support").await;
+
+    // Another instance widens `support` this very moment: the row says so, this
+    // instance has not heard yet (the notification is held back).
+    let mut owner = app.db.owner_connection().await;
+    let mut tx = owner.begin().await.unwrap();
+    for statement in [
+        "ALTER TABLE roles DISABLE TRIGGER roles_changed",
+        "SELECT set_config('app.tenant_id', 'acme', true)",
+        "UPDATE roles SET permissions = ARRAY['customers:read', 'customers:erase']
+         WHERE tenant_id = 'acme' AND name = 'support'",
+        "ALTER TABLE roles ENABLE TRIGGER roles_changed",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let escalate = app
+        .post(
+            "/v1/users",
+            &manager,
+            json!({"username": "crony", "password": PASSWORD, "display_name": "Crony", "role": "support"}),
+        )
+        .await;
+    assert_eq!(
+        escalate.status,
+        StatusCode::FORBIDDEN,
+        "{:?}",
+        escalate.body
+    );
+    let first = user_id(&app, &admin, "first").await;
+    let demote = app
+        .patch(
+            &format!("/v1/users/{first}"),
+            &manager,
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(
+        demote.status,
+        StatusCode::FORBIDDEN,
+        "a user of a role now above the manager: {:?}",
+        demote.body
     );
 }
 
@@ -811,11 +1102,17 @@ async fn a_signup_nobody_finishes_is_taken_back_and_its_id_is_free_again() {
 
     let platform = app.platform_token().await;
     let (api, used) = (&app, &platform);
-    let gone = eventually(Duration::from_secs(15), || async move {
-        api.get("/v1/tenants/gamma", used).await.status == StatusCode::NOT_FOUND
+    eventually(Duration::from_secs(15), || async move {
+        let reply = api.get("/v1/tenants/gamma", used).await;
+        match reply.status {
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(reply),
+        }
     })
-    .await;
-    assert!(gone, "the unfinished tenant was not taken back");
+    .await
+    .unwrap_or_else(|last| {
+        panic!("the unfinished tenant was not taken back within 15 s: last {last:?}")
+    });
     let events: Vec<String> = app
         .stream("gamma", "tenant-gamma")
         .await

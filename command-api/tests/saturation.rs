@@ -26,6 +26,21 @@ async fn release(mut owner: sqlx::PgConnection) {
     owner.close().await.unwrap();
 }
 
+/// `Ok` once `count` statements wait for the lock [`block_appends`] holds; else how many do.
+async fn waiting_for_the_lock(watcher: &sqlx::PgPool, count: i64) -> Result<(), i64> {
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE relation = 'events'::regclass AND NOT granted",
+    )
+    .fetch_one(watcher)
+    .await
+    .unwrap();
+    if waiting >= count {
+        Ok(())
+    } else {
+        Err(waiting)
+    }
+}
+
 fn create<'a>(
     app: &'a TestApp,
     token: &'a str,
@@ -54,6 +69,7 @@ async fn a_saturated_pool_answers_503_with_retry_after_never_500() {
     // connection, past the acquire budget.
     let requests: Vec<_> = (0..12).map(|i| create(&app, &admin, i)).collect();
     let (replies, ()) = tokio::join!(futures_util::future::join_all(requests), async {
+        // The scenario: the lock outlasts the acquire budget (300 ms) several times over.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         release(lock).await;
     });
@@ -99,9 +115,14 @@ async fn a_saturated_server_sheds_load_with_503_at_once() {
     let admin = app.tenant_with_admin("acme").await;
 
     let lock = block_appends(&app).await;
+    let watcher = app.db.app_pool(1).await;
     let blocked: Vec<_> = (0..3).map(|i| create(&app, &admin, i)).collect();
     let (replies, ()) = tokio::join!(futures_util::future::join_all(blocked), async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Wait until the three wait on the lock (seen in the database: a probe through the
+        // server would take a place itself, and could push one of them out).
+        service::eventually(Duration::from_secs(5), || waiting_for_the_lock(&watcher, 3))
+            .await
+            .unwrap_or_else(|last| panic!("never three appends waiting on the lock: last {last}"));
         // Three requests hold every place; the next is refused without waiting.
         let started = std::time::Instant::now();
         let shed = app.send(Method::GET, "/healthz", None, None, &[]).await;

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use command_api::testing::TestApp;
 use e2e::bench::{LoadPoint, Report, Row, env_number, percentile};
+use e2e::pipeline::Pipeline;
 use event_store::testing::ScratchDatabase;
 use event_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamId, TenantId};
-use projector::projections::{Projection, search};
-use projector::testing::Pipeline;
+use projector::projections::{registry, search};
 use projector::{Projector, views};
 use read_model::es::Method;
-use read_model::indices::{IndexKind, ensure_layout, remove_layout};
+use read_model::indices::{ensure_layout, remove_layout};
 use schemas::{CustomerEvent, CustomerName, CustomerRegistered, EmailAddress, Tags};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -157,7 +157,7 @@ async fn freshness(rate: u64, seconds: u64) -> Freshness {
             (pending.clone(), search_latencies.clone(), writing.clone());
         let (es, alias) = (
             pipeline.es.clone(),
-            IndexKind::Customers.alias(pipeline.index_prefix()),
+            read_model::search::INDEX.alias(pipeline.index_prefix()),
         );
         let origin = Instant::now();
         tokio::spawn(async move {
@@ -347,7 +347,7 @@ async fn throughput(count: usize) -> (f64, f64) {
     );
 
     let es = relay_only.es.clone();
-    let alias = IndexKind::Customers.alias(relay_only.index_prefix());
+    let alias = read_model::search::INDEX.alias(relay_only.index_prefix());
     let count_docs = || {
         let (es, alias) = (es.clone(), alias.clone());
         async move {
@@ -361,7 +361,7 @@ async fn throughput(count: usize) -> (f64, f64) {
     };
 
     // The search projection, timed from its first document searchable to its last.
-    let projector = Projector::build(&relay_only.config, &[Projection::Search])
+    let projector = Projector::build(&relay_only.config, &[registry::named("search").unwrap()])
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
@@ -382,14 +382,16 @@ async fn throughput(count: usize) -> (f64, f64) {
 
     // The same documents, built the same way, through a plain _bulk into a twin index.
     let twin_prefix = format!("{}twin", relay_only.index_prefix());
-    ensure_layout(&es, &twin_prefix).await.unwrap();
+    ensure_layout(&es, &twin_prefix, &registry::index_kinds())
+        .await
+        .unwrap();
     let mut tx = store.begin(&tenant).await.unwrap();
     let envelopes = tx
         .read_streams(&all_customer_streams(&store, &tenant).await)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let twin_alias = IndexKind::Customers.alias(&twin_prefix);
+    let twin_alias = read_model::search::INDEX.alias(&twin_prefix);
     let mut lines = Vec::with_capacity(count * 2);
     for envelope in &envelopes {
         let view = views::fold(std::slice::from_ref(envelope))

@@ -19,16 +19,17 @@ use event_store::{
     EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, RawLogEvent, StreamId,
     TenantId,
 };
+use kafka_wire::KafkaRecord;
+use kafka_wire::topics::create_topics;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use relay::cloudevents::KafkaRecord;
 use relay::publisher::producer_config;
 use relay::testing::TestTopics;
-use relay::topics::{AGGREGATES, create_topics};
 use relay::{Relay, RelayConfig, checkpoint};
+use schemas::AggregateType;
 use schemas::{CustomerEvent, CustomerName, CustomerUpdated};
 use service::Secret;
 use tokio_util::sync::CancellationToken;
@@ -68,7 +69,7 @@ async fn main() {
                 .set("bootstrap.servers", &topics.brokers)
                 .create()
                 .unwrap();
-            let names: Vec<String> = AGGREGATES.iter().map(|a| topics.topic(a)).collect();
+            let names: Vec<String> = AggregateType::names().map(|a| topics.topic(a)).collect();
             create_topics(&admin, &names, PARTITIONS, 1).await.unwrap();
         }
         let relay_name = format!("bench-{round}");

@@ -18,12 +18,13 @@ use event_store::{
     EventMetadata, EventStore, ExpectedVersion, LogPosition, NewEvent, StreamId, TenantId,
 };
 use projector::ProjectorConfig;
-use projector::projections::{Projection, audit, history, search};
+use projector::projections::customers::rows::copy_views;
+use projector::projections::{audit, history, registry, search};
 use projector::replay::progress::ProgressMode;
-use projector::replay::{self, ReplayOptions, writers};
+use projector::replay::{self, ReplayOptions};
 use projector::views::{self, CustomerView};
 use read_model::Es;
-use read_model::indices::{IndexKind, ensure_layout, remove_layout};
+use read_model::indices::{ensure_layout, remove_layout};
 use schemas::{
     CustomerEvent, CustomerName, CustomerRegistered, CustomerUpdated, EmailAddress, Tags,
 };
@@ -134,14 +135,16 @@ async fn main() {
         ..ProjectorConfig::default()
     };
     let es = Es::new(&config.elasticsearch_url).unwrap();
-    ensure_layout(&es, &prefix).await.unwrap();
+    ensure_layout(&es, &prefix, &registry::index_kinds())
+        .await
+        .unwrap();
 
     // The replay.
     let started = Instant::now();
     let report = replay::replay(
         &config,
         &ReplayOptions {
-            projections: Projection::ALL.to_vec(),
+            projections: registry::ALL.to_vec(),
             tenant: None,
             dry_run: false,
             verify: false,
@@ -153,9 +156,7 @@ async fn main() {
     let replay_seconds = started.elapsed().as_secs_f64();
     assert_eq!(report.events_read as usize, events, "every event read");
     let started = Instant::now();
-    let verification = replay::verify(&config, &Projection::ALL, None)
-        .await
-        .unwrap();
+    let verification = replay::verify(&config, registry::ALL, None).await.unwrap();
     let verify_seconds = started.elapsed().as_secs_f64();
     assert!(verification.iter().all(|v| v.passed()), "{verification:#?}");
 
@@ -242,7 +243,7 @@ struct Baseline {
 /// Builds the replay's documents from the log (not timed) and times plain writes of them.
 async fn baseline(store: &EventStore, es: &Es, prefix: &str, db: &ScratchDatabase) -> Baseline {
     let mut indices = HashMap::new();
-    for kind in IndexKind::ALL {
+    for kind in registry::index_kinds() {
         let index = kind.index(prefix, "baseline");
         es.put(
             &format!("/{index}"),
@@ -263,13 +264,13 @@ async fn baseline(store: &EventStore, es: &Es, prefix: &str, db: &ScratchDatabas
         position = last.position;
         for logged in &page {
             let envelope = &logged.event;
-            let (action, document) = audit::document(&indices[&IndexKind::Audit], envelope);
+            let (action, document) = audit::document(&indices[&read_model::audit::INDEX], envelope);
             lines.extend([action, document]);
             let previous = views.get(&envelope.stream_id);
             let next = views::step(previous, envelope).unwrap().unwrap();
             let entry = views::history_entry(previous, &next, envelope);
             let (action, document) = history::document(
-                &indices[&IndexKind::History],
+                &indices[&read_model::history::INDEX],
                 envelope.tenant_id.as_str(),
                 envelope.stream_id.as_str(),
                 &entry,
@@ -284,7 +285,7 @@ async fn baseline(store: &EventStore, es: &Es, prefix: &str, db: &ScratchDatabas
     }
     for view in views.values() {
         lines.extend([
-            search::action(&indices[&IndexKind::Customers], view),
+            search::action(&indices[&read_model::search::INDEX], view),
             search::document(view),
         ]);
         docs += 1;
@@ -306,9 +307,7 @@ async fn baseline(store: &EventStore, es: &Es, prefix: &str, db: &ScratchDatabas
         .unwrap();
     let rows: Vec<&CustomerView> = views.values().collect();
     let started = Instant::now();
-    let copied = writers::copy_views(&mut owner, "bench_copy", &rows)
-        .await
-        .unwrap();
+    let copied = copy_views(&mut owner, "bench_copy", &rows).await.unwrap();
     let copy_seconds = started.elapsed().as_secs_f64();
     assert_eq!(copied as usize, rows.len());
     Baseline {

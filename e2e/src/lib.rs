@@ -3,22 +3,26 @@
 //!
 //! # Layout
 //! - [`System`]: the whole pipeline for one test or benchmark.
+//! - [`pipeline`]: the relay and the projector without the API, for the projector's tests
+//!   (here rather than in the projector, which must not depend on the relay).
 //! - [`bench`]: percentiles and the report every benchmark writes for `./dev bench`.
 //! - [`lab`]: the real processes under load, for `./dev chaos` and `./dev soak` (the
 //!   `chaos` and `soak` binaries).
-//! - `tests/`: the read endpoints through the pipeline.
+//! - `tests/`: the read endpoints through the pipeline; the projections fed by a real relay
+//!   (pipeline, health, replay, stored events, forgetting).
 //! - `benches/`: `relay`, `commands`, `projector` and `replay`, each against its raw
 //!   baseline in the same run.
 
 pub mod bench;
 pub mod lab;
+pub mod pipeline;
 
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::pipeline::Pipeline;
 use command_api::testing::TestApp;
 use event_store::testing::ScratchDatabase;
-use projector::testing::Pipeline;
 
 /// The API, the relay and every projection, wired to one scratch database.
 #[derive(Debug)]

@@ -1,28 +1,32 @@
 //! The read endpoints, end to end: HTTP writes, through the event store, the relay, Kafka
 //! and the projector, back out through HTTP reads.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use command_api::testing::{Reply, TestApp};
 use e2e::System;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-/// GETs `path` until `done` holds for the reply or 60 s pass.
+/// GETs `path` until `done` holds for the reply, for at most 60 s; a wait that does not
+/// succeed fails the test with the last answer.
 async fn eventually(
     app: &TestApp,
     path: &str,
     token: &str,
     done: impl Fn(&Reply) -> bool,
 ) -> Reply {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    service::eventually(Duration::from_secs(60), || async {
         let reply = app.get(path, token).await;
-        if done(&reply) || Instant::now() > deadline {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if done(&reply) { Ok(reply) } else { Err(reply) }
+    })
+    .await
+    .unwrap_or_else(|last| {
+        panic!(
+            "GET {path} never answered as expected; last: {} {}",
+            last.status, last.body
+        )
+    })
 }
 
 fn ids(reply: &Reply) -> Vec<String> {
@@ -197,13 +201,17 @@ async fn another_tenants_list_search_history_and_audit_show_nothing_of_the_first
     let acme = app.tenant_with_admin("acme").await;
     let globex = app.tenant_with_admin("globex").await;
     let id = app.create_customer(&acme, "Unique Acme Person").await;
-    // Wait until acme can see it everywhere, so globex's empty answers mean something.
-    app.get(&format!("/v1/customers/{id}?min_version=1"), &acme)
+    // Wait until acme can see it everywhere, so globex's empty answers mean something (each
+    // wait fails the test if it does not succeed).
+    let own = app
+        .get(&format!("/v1/customers/{id}?min_version=1"), &acme)
         .await;
-    eventually(&app, "/v1/customers/search?q=Unique", &acme, |r| {
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let found = eventually(&app, "/v1/customers/search?q=Unique", &acme, |r| {
         r.body["total"] == 1
     })
     .await;
+    assert_eq!(ids(&found), vec![id.clone()], "acme's search finds it");
     eventually(&app, &format!("/v1/customers/{id}/history"), &acme, |r| {
         r.status == StatusCode::OK
     })

@@ -4,7 +4,7 @@
 
 use command_api::config::{ApiConfig, Secret};
 use event_store::testing::ScratchDatabase;
-use projector::projections::Projection;
+use projector::projections::registry;
 use projector::{Projector, ProjectorConfig};
 use relay::{Relay, RelayConfig};
 
@@ -45,7 +45,7 @@ async fn every_process_refuses_development_passwords_outside_development_mode() 
             dev_mode: false,
             ..ProjectorConfig::default()
         },
-        &[Projection::Customers],
+        &[registry::named("customers").unwrap()],
     )
     .await;
     let error = projector

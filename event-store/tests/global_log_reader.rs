@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use event_store::testing::ScratchDatabase;
 use event_store::testing::fixtures::{
     customer_stream, read_global_log_until, registered, renamed, tenant,
 };
-use event_store::{EventStore, ExpectedVersion, LogPosition};
+use event_store::{EventStore, ExpectedVersion, GlobalLogEvent, LogPosition};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -39,33 +39,32 @@ async fn concurrent_writers_with_late_commits_are_read_exactly_once_in_order() {
     let reader = {
         let log = log.clone();
         tokio::spawn(async move {
-            let mut checkpoint = LogPosition::START;
-            let mut read = Vec::new();
-            let mut give_up_at = None;
-            loop {
-                let committed = *done.borrow_and_update();
-                let page = log.read_global_log(checkpoint, 50).await.unwrap();
-                for event in &page {
-                    assert!(event.position > checkpoint, "checkpoints only move forward");
-                    checkpoint = event.position;
+            let reader = Mutex::new(Reader::default());
+            // Reading all the while the writers write (the pause is the reader's polling
+            // interval, as the relay's)...
+            let committed = loop {
+                if let Some(committed) = *done.borrow_and_update() {
+                    break committed;
                 }
-                let empty = page.is_empty();
-                read.extend(page);
-                // The horizon is cluster-wide: transactions of tests running beside this
-                // one can hold it back for a moment, so the reader stops on the count
-                // of committed events, not on the first empty page, and an extra page
-                // afterwards would show any duplicate.
-                if let Some(committed) = committed {
-                    let deadline =
-                        *give_up_at.get_or_insert(Instant::now() + Duration::from_secs(60));
-                    if (read.len() >= committed && empty) || Instant::now() > deadline {
-                        return read;
-                    }
+                read_to_the_horizon(&log, &reader).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            // ...and then until everything committed has been read. The horizon is
+            // cluster-wide: transactions of tests running beside this one can hold it back
+            // for a moment, so the reader stops on the count of committed events, not on
+            // the first empty page, and the empty page that ends each read would show any
+            // duplicate.
+            service::eventually(Duration::from_secs(60), || async {
+                match read_to_the_horizon(&log, &reader).await {
+                    read if read >= committed => Ok(()),
+                    read => Err(read),
                 }
-                if empty {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
+            })
+            .await
+            .unwrap_or_else(|read| {
+                panic!("the reader read {read} of {committed} committed events in 60 s")
+            });
+            reader.into_inner().unwrap().read
         })
     };
 
@@ -157,6 +156,43 @@ async fn concurrent_writers_with_late_commits_are_read_exactly_once_in_order() {
             versions, expected,
             "stream {stream} read out of order or with gaps"
         );
+    }
+}
+
+/// A reader of the global log keeping its checkpoint between reads, as the relay and the
+/// projector do.
+struct Reader {
+    checkpoint: LogPosition,
+    read: Vec<GlobalLogEvent>,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Self {
+            checkpoint: LogPosition::START,
+            read: Vec::new(),
+        }
+    }
+}
+
+/// Reads pages from the reader's checkpoint until one comes back empty; returns how many
+/// events the reader has read in all. The lock is never held across a read.
+async fn read_to_the_horizon(log: &EventStore, reader: &Mutex<Reader>) -> usize {
+    loop {
+        let checkpoint = reader.lock().unwrap().checkpoint;
+        let page = log.read_global_log(checkpoint, 50).await.unwrap();
+        let mut state = reader.lock().unwrap();
+        if page.is_empty() {
+            return state.read.len();
+        }
+        for event in &page {
+            assert!(
+                event.position > state.checkpoint,
+                "checkpoints only move forward"
+            );
+            state.checkpoint = event.position;
+        }
+        state.read.extend(page);
     }
 }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ProjectorConfig;
 use crate::dlq::DeadLetters;
 use crate::metrics::ProjectorMetrics;
-use crate::projections::{Projection, Sinks};
+use crate::projections::{ProjectionRef, Sinks, registry};
 use crate::runner::Runner;
 use read_model::indices;
 use read_model::{Es, EsError};
@@ -46,7 +46,7 @@ impl Projector {
     /// Connects, installs the index layout and the dead-letter topic, binds the metrics port.
     pub async fn build(
         config: &ProjectorConfig,
-        projections: &[Projection],
+        projections: &[ProjectionRef],
     ) -> Result<Self, ProjectorError> {
         service::dev_guard::check_database_url(
             config.dev_mode,
@@ -58,11 +58,11 @@ impl Projector {
             .connect(config.database_url.expose())
             .await?;
         let es = Es::new(&config.elasticsearch_url)?;
-        indices::ensure_layout(&es, &config.index_prefix).await?;
+        indices::ensure_layout(&es, &config.index_prefix, &registry::index_kinds()).await?;
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.kafka_brokers)
             .create()?;
-        relay::topics::create_topics(&admin, &[config.dlq_topic()], 1, 1).await?;
+        kafka_wire::topics::create_topics(&admin, &[config.dlq_topic()], 1, 1).await?;
 
         let sinks = Sinks::live(EventStore::new(pool), es, &config.index_prefix);
         let metrics = Arc::new(ProjectorMetrics::with_stall_after(Duration::from_millis(

@@ -254,7 +254,7 @@ pub enum RedriveError {
 /// is parked again with the new reason; how far the redrive got is kept by a consumer
 /// group, committed only after every record was handled.
 pub async fn redrive(config: &ProjectorConfig) -> Result<RedriveSummary, RedriveError> {
-    use crate::projections::{self, Projection, Sinks};
+    use crate::projections::{self, Sinks, registry};
     let group = format!("{}-dlq-redrive", config.group_prefix);
     let reader_config = config.clone();
     let (consumer, messages) =
@@ -275,7 +275,7 @@ pub async fn redrive(config: &ProjectorConfig) -> Result<RedriveSummary, Redrive
     let mut next_offsets: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
     for message in &messages {
         let projection_name = header(message, PROJECTION);
-        let outcome = match Projection::parse(&projection_name) {
+        let outcome = match registry::named(&projection_name) {
             None => Err(format!("unknown projection `{projection_name}`")),
             Some(projection) => match projections::decode(projection, message) {
                 Err(reason) => Err(reason),
@@ -285,15 +285,12 @@ pub async fn redrive(config: &ProjectorConfig) -> Result<RedriveSummary, Redrive
                         projections::complete(projection, &sinks.store, &mut records).await?;
                     match unusable.into_iter().next() {
                         Some((_, reason)) => Err(reason),
-                        None => projections::apply(
-                            projection,
-                            &sinks,
-                            std::slice::from_ref(&records[0].envelope),
-                        )
-                        .await?
-                        .into_iter()
-                        .next()
-                        .map_or(Ok(()), |(_, reason)| Err(reason)),
+                        None => projection
+                            .apply(&sinks, std::slice::from_ref(&records[0].envelope))
+                            .await?
+                            .into_iter()
+                            .next()
+                            .map_or(Ok(()), |(_, reason)| Err(reason)),
                     }
                 }
             },

@@ -10,7 +10,9 @@
 //! - [`dlq`]: the dead-letter topic: parking, listing, re-driving.
 //! - [`metrics`]: per-projection lag and counts, and `/healthz`.
 //! - [`replay`]: rebuilding projections from the event store, rollback, verification.
-//! - `testing` (feature `testing`): relay + projector running for a test, with prefixes of its own.
+//!
+//! The projections fed by a real relay are tested in the `e2e` crate (`e2e::pipeline`): the
+//! projector does not depend on the relay, only on the wire format both speak (`kafka_wire`).
 
 pub mod app;
 pub mod config;
@@ -19,8 +21,6 @@ pub mod metrics;
 pub mod projections;
 pub mod replay;
 pub mod runner;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod views;
 
 pub use app::Projector;

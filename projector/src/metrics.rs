@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use service::ops_server::{Health, Observed};
 
-use crate::projections::Projection;
+use crate::projections::{ProjectionRef, registry};
 
 /// How long events may wait with nothing projected, or a batch keep failing, before the
 /// projection reports itself not ok (by default; `CHRONICLE_PROJECTOR_STALL_AFTER_MS`).
@@ -49,7 +49,7 @@ pub struct ProjectorMetrics {
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, AtomicU64>>,
     pub assigned_partitions: Family<ProjectionLabel, Gauge>,
     pub consumer_restarts: Family<ProjectionLabel, Counter>,
-    states: Mutex<HashMap<Projection, State>>,
+    states: Mutex<HashMap<ProjectionRef, State>>,
     stall_after: Duration,
 }
 
@@ -168,12 +168,12 @@ impl ProjectorMetrics {
         }
     }
 
-    fn states(&self) -> MutexGuard<'_, HashMap<Projection, State>> {
+    fn states(&self) -> MutexGuard<'_, HashMap<ProjectionRef, State>> {
         self.states.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A batch of `projection` was projected.
-    pub fn progressed(&self, projection: Projection) {
+    pub fn progressed(&self, projection: ProjectionRef) {
         let mut states = self.states();
         let state = states.entry(projection).or_default();
         state.progressed = Instant::now();
@@ -181,7 +181,7 @@ impl ProjectorMetrics {
     }
 
     /// A batch of `projection` failed and is being retried.
-    pub fn failing(&self, projection: Projection) {
+    pub fn failing(&self, projection: ProjectionRef) {
         self.states()
             .entry(projection)
             .or_default()
@@ -193,7 +193,7 @@ impl ProjectorMetrics {
     /// `unpublished` events not yet in Kafka; `assigned` partitions held here.
     pub fn measured(
         &self,
-        projection: Projection,
+        projection: ProjectionRef,
         in_kafka: i64,
         unpublished: i64,
         assigned: usize,
@@ -225,7 +225,7 @@ impl ProjectorMetrics {
 
     /// Whether this member has held no partition of `projection` for too long (a new
     /// consumer should join instead).
-    pub fn unassigned_too_long(&self, projection: Projection) -> bool {
+    pub fn unassigned_too_long(&self, projection: ProjectionRef) -> bool {
         self.states()
             .get(&projection)
             .is_some_and(|state| state.unassigned_too_long().is_some())
@@ -234,7 +234,7 @@ impl ProjectorMetrics {
     /// What is wrong with `projection` that a new Kafka consumer could mend: the lag cannot
     /// be measured, no partition comes, or records wait and none arrive. `None` while a
     /// batch is failing: then the store or an index is away, not the consumer.
-    pub fn consumer_trouble(&self, projection: Projection) -> Option<String> {
+    pub fn consumer_trouble(&self, projection: ProjectionRef) -> Option<String> {
         let state = self.states().get(&projection).copied().unwrap_or_default();
         if state.failing_since.is_some() {
             return None;
@@ -260,7 +260,7 @@ impl ProjectorMetrics {
     }
 
     /// `projection` has a new consumer: it is judged afresh, as at start.
-    pub fn new_consumer(&self, projection: Projection) {
+    pub fn new_consumer(&self, projection: ProjectionRef) {
         self.states().insert(projection, State::default());
         self.consumer_restarts
             .get_or_create(&Self::label(projection.name()))
@@ -268,7 +268,7 @@ impl ProjectorMetrics {
     }
 
     /// What is wrong with `projection`, if anything.
-    fn problems(&self, projection: Projection) -> Vec<String> {
+    fn problems(&self, projection: ProjectionRef) -> Vec<String> {
         let state = self.states().get(&projection).copied().unwrap_or_default();
         let mut problems = Vec::new();
         if state.unmeasured() {
@@ -309,9 +309,9 @@ impl Observed for ProjectorMetrics {
     /// Each projection's lag and problems; ok only when none has any.
     fn health(&self) -> Health {
         let mut ok = true;
-        let projections: serde_json::Map<String, serde_json::Value> = Projection::ALL
+        let projections: serde_json::Map<String, serde_json::Value> = registry::ALL
             .iter()
-            .filter(|p| self.states().contains_key(p))
+            .filter(|p| self.states().contains_key(*p))
             .map(|p| {
                 let label = Self::label(p.name());
                 let problems = self.problems(*p);
@@ -345,7 +345,7 @@ mod tests {
     #[test]
     fn only_records_stuck_in_kafka_call_for_a_new_consumer() {
         let metrics = ProjectorMetrics::with_stall_after(Duration::from_millis(10));
-        let projection = Projection::Search;
+        let projection = registry::named("search").unwrap();
         metrics.measured(projection, 0, 0, 3);
         assert_eq!(metrics.consumer_trouble(projection), None, "nothing waits");
 

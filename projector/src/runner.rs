@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ProjectorConfig;
 use crate::dlq::DeadLetters;
 use crate::metrics::ProjectorMetrics;
-use crate::projections::{self, Projection, Sinks};
+use crate::projections::{self, ProjectionRef, Sinks};
 
 pub struct Runner {
-    projection: Projection,
+    projection: ProjectionRef,
     /// What each consumer of this projection is made from (a stuck one is replaced).
     client_config: ClientConfig,
     consumer: Arc<StreamConsumer>,
@@ -45,7 +45,7 @@ struct KafkaErrorLog {
 impl KafkaErrorLog {
     const EVERY: Duration = Duration::from_secs(10);
 
-    fn note(&self, projection: Projection, error: &rdkafka::error::KafkaError) {
+    fn note(&self, projection: ProjectionRef, error: &rdkafka::error::KafkaError) {
         let mut state = self
             .state
             .lock()
@@ -72,7 +72,7 @@ impl std::fmt::Debug for Runner {
 
 impl Runner {
     pub fn new(
-        projection: Projection,
+        projection: ProjectionRef,
         config: &ProjectorConfig,
         sinks: Sinks,
         dead_letters: DeadLetters,
@@ -102,7 +102,7 @@ impl Runner {
         let topics: Vec<String> = projection
             .aggregates()
             .iter()
-            .map(|aggregate| relay::cloudevents::topic_for(&config.topic_prefix, aggregate))
+            .map(|aggregate| kafka_wire::topic_for(&config.topic_prefix, aggregate))
             .collect();
         Ok(Self {
             projection,
@@ -271,7 +271,7 @@ impl Runner {
 
         let mut backoff = retry::Backoff::new();
         let rejected = loop {
-            match projections::apply(self.projection, &self.sinks, &envelopes).await {
+            match self.projection.apply(&self.sinks, &envelopes).await {
                 Ok(rejected) => break rejected,
                 Err(error) => {
                     self.metrics.failing(self.projection);
@@ -353,7 +353,7 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 /// Closes `consumer` on a thread of its own, waiting at most `within`: past that the
 /// process goes on without it (the group notices the member gone after its session
 /// timeout, and records not committed are read again: harmless).
-async fn close(projection: Projection, consumer: Arc<StreamConsumer>, within: Duration) {
+async fn close(projection: ProjectionRef, consumer: Arc<StreamConsumer>, within: Duration) {
     let (closed, done) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         drop(consumer);
@@ -372,7 +372,7 @@ async fn close(projection: Projection, consumer: Arc<StreamConsumer>, within: Du
 /// relay has not published; and how many partitions this member holds. Kafka's calls
 /// block: they run on the blocking pool.
 async fn track_lag(
-    projection: Projection,
+    projection: ProjectionRef,
     consumer: Arc<StreamConsumer>,
     topics: Vec<String>,
     store: EventStore,

@@ -4,8 +4,10 @@
 //! late or missing Kafka record then cannot leave a document wrong, only stale until
 //! the next record of the stream.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Utc};
-use schemas::{CustomerEvent, DecodeError, DomainEvent, EventEnvelope, PostalAddress};
+use schemas::{CustomerEvent, DecodeError, DomainEvent, EventEnvelope, PostalAddress, StreamId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -44,6 +46,64 @@ impl From<&PostalAddress> for Address {
             postal_code: address.postal_code.to_string(),
             country: address.country.to_string(),
         }
+    }
+}
+
+/// One event's effect on a customer: the view before it (none before the registration)
+/// and after it.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewStep<'a> {
+    pub previous: Option<&'a CustomerView>,
+    pub next: &'a CustomerView,
+}
+
+/// Customer streams folded event by event, as a rebuild reads the log: each stream's
+/// current view, and the streams with an event that does not decode (skipped whole from
+/// there on, as the live projector parks them).
+#[derive(Debug, Default)]
+pub struct Folded {
+    views: HashMap<StreamId, CustomerView>,
+    pub undecodable: BTreeMap<StreamId, String>,
+}
+
+impl Folded {
+    /// The view `envelope` takes its customer to, without keeping it yet ([`Folded::settle`]
+    /// does); `None` for an event of another aggregate, of a stream that does not decode,
+    /// or one that cannot apply (nothing before a registration: the live fold skips it too).
+    pub fn next(&mut self, envelope: &EventEnvelope) -> Option<CustomerView> {
+        let stream = &envelope.stream_id;
+        if stream.category() != CustomerEvent::AGGREGATE || self.undecodable.contains_key(stream) {
+            return None;
+        }
+        match step(self.views.get(stream), envelope) {
+            Ok(next) => next,
+            Err(error) => {
+                self.undecodable.insert(
+                    stream.clone(),
+                    format!(
+                        "version {} ({} v{}): {error}",
+                        envelope.stream_version, envelope.event_type, envelope.schema_version
+                    ),
+                );
+                self.views.remove(stream);
+                None
+            }
+        }
+    }
+
+    /// The stream's current view.
+    pub fn get(&self, stream: &StreamId) -> Option<&CustomerView> {
+        self.views.get(stream)
+    }
+
+    /// Keeps `next` as the stream's current view.
+    pub fn settle(&mut self, stream: StreamId, next: CustomerView) {
+        self.views.insert(stream, next);
+    }
+
+    /// Every customer's last view.
+    pub fn views(&self) -> Vec<&CustomerView> {
+        self.views.values().collect()
     }
 }
 

@@ -11,6 +11,12 @@ use crate::history::Actor;
 use crate::indices::IndexKind;
 use crate::{ReadError, hits};
 
+/// The index this reads, behind the alias `<prefix>-audit`.
+pub const INDEX: IndexKind = IndexKind::new(
+    "audit",
+    include_str!("../../infra/elasticsearch/audit.json"),
+);
+
 /// Which audit entries to return.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -69,10 +75,7 @@ pub async fn page(
         body["search_after"] = json!([after]);
     }
     let response = es
-        .post(
-            &format!("/{}/_search", IndexKind::Audit.alias(prefix)),
-            body,
-        )
+        .post(&format!("/{}/_search", INDEX.alias(prefix)), body)
         .await?;
     let sources = hits(&response);
     let next = if sources.len() == limit as usize {

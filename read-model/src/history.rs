@@ -10,6 +10,12 @@ use crate::es::Es;
 use crate::indices::IndexKind;
 use crate::{ReadError, hits};
 
+/// The index this reads, behind the alias `<prefix>-history`.
+pub const INDEX: IndexKind = IndexKind::new(
+    "history",
+    include_str!("../../infra/elasticsearch/history.json"),
+);
+
 /// One version in a customer's history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryItem {
@@ -49,10 +55,7 @@ pub async fn of_customer(
         "sort": [{ "version": "asc" }]
     });
     let response = es
-        .post(
-            &format!("/{}/_search", IndexKind::History.alias(prefix)),
-            body,
-        )
+        .post(&format!("/{}/_search", INDEX.alias(prefix)), body)
         .await?;
     // Values were stored as JSON text (one keyword field for any shape); read them back.
     let parse = |v: &Value| {

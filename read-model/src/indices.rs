@@ -8,39 +8,36 @@ use serde_json::{Value, json};
 
 use crate::es::{Es, EsError};
 
-/// The three indices the projector maintains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IndexKind {
-    Customers,
-    Audit,
-    History,
+/// One kind of index: its name (in the alias `<prefix>-<name>` and in physical indices
+/// `<prefix>-<name>_<generation>`) and its template, checked in under `infra/elasticsearch/`.
+/// Each is declared by the read module of its concept ([`crate::search::INDEX`],
+/// [`crate::history::INDEX`], [`crate::audit::INDEX`]); the projector's registry says which
+/// ones it maintains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IndexKind {
+    name: &'static str,
+    template: &'static str,
 }
 
 impl IndexKind {
-    pub const ALL: [Self; 3] = [Self::Customers, Self::Audit, Self::History];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Customers => "customers",
-            Self::Audit => "audit",
-            Self::History => "history",
-        }
+    /// `name`: lower-case letters only (it is part of every alias and index name, and a
+    /// tenant alias `<prefix>-<name>-<tenant>` must stay unambiguous).
+    pub const fn new(name: &'static str, template: &'static str) -> Self {
+        Self { name, template }
     }
 
-    /// The template body, checked in under `infra/elasticsearch/`.
-    fn template(self) -> &'static str {
-        match self {
-            Self::Customers => include_str!("../../infra/elasticsearch/customers.json"),
-            Self::Audit => include_str!("../../infra/elasticsearch/audit.json"),
-            Self::History => include_str!("../../infra/elasticsearch/history.json"),
-        }
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+
+    /// The template body, with settings and mappings.
+    fn template(self) -> Value {
+        serde_json::from_str(self.template).expect("checked-in templates are JSON")
     }
 
     /// The index settings of the template (shards, replicas, refresh interval).
     pub fn template_settings(self) -> Value {
-        let template: Value =
-            serde_json::from_str(self.template()).expect("checked-in templates are JSON");
-        template["template"]["settings"].clone()
+        self.template()["template"]["settings"].clone()
     }
 
     /// The alias readers use, e.g. `chronicle-customers`.
@@ -59,12 +56,11 @@ impl IndexKind {
     }
 }
 
-/// Installs the templates and, where an alias does not exist yet, creates its first
-/// index behind it. Idempotent; safe to run from several processes.
-pub async fn ensure_layout(es: &Es, prefix: &str) -> Result<(), EsError> {
-    for kind in IndexKind::ALL {
-        let mut template: Value =
-            serde_json::from_str(kind.template()).expect("checked-in templates are JSON");
+/// Installs the templates of `kinds` and, where an alias does not exist yet, creates its
+/// first index behind it. Idempotent; safe to run from several processes.
+pub async fn ensure_layout(es: &Es, prefix: &str, kinds: &[IndexKind]) -> Result<(), EsError> {
+    for &kind in kinds {
+        let mut template = kind.template();
         template["index_patterns"] = json!([format!("{prefix}-{}_*", kind.name())]);
         let mappings = template["template"]["mappings"].clone();
         es.put(
@@ -130,16 +126,43 @@ pub async fn remove_layout(es: &Es, prefix: &str) {
                 .await;
         }
     }
-    for kind in IndexKind::ALL {
+    for template in installed_templates(es, prefix).await.unwrap_or_default() {
         let _ = es
             .request(
                 elasticsearch::http::Method::Delete,
-                &format!("/_index_template/{}", kind.alias(prefix)),
+                &format!("/_index_template/{template}"),
                 None,
                 &[404],
             )
             .await;
     }
+}
+
+/// The names of the index templates installed under `prefix` (`<prefix>-<kind>`): one per
+/// kind of index a projector maintains there. What is installed is the truth for processes
+/// that do not run the projections (the API creating a new tenant's aliases).
+async fn installed_templates(es: &Es, prefix: &str) -> Result<Vec<String>, EsError> {
+    let (status, answer) = es
+        .get(&format!("/_index_template/{prefix}-*"), &[404])
+        .await?;
+    if status == 404 {
+        return Ok(Vec::new());
+    }
+    Ok(answer["index_templates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|template| template["name"].as_str())
+        // `<prefix>-<kind>`, where a kind is lower-case letters: not another prefix's.
+        .filter(|name| {
+            name.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|kind| {
+                    !kind.is_empty() && kind.chars().all(|c| c.is_ascii_lowercase())
+                })
+        })
+        .map(str::to_owned)
+        .collect())
 }
 
 /// The physical indices behind `alias`.
@@ -154,14 +177,14 @@ pub async fn indices_behind(es: &Es, alias: &str) -> Result<Vec<String>, EsError
         .unwrap_or_default())
 }
 
-/// Creates (or re-points) the tenant's filtered aliases on the current index of each kind,
-/// and takes them off any other index (one a replay swapped out while the alias was being
-/// created), so a tenant's alias never spans two generations.
+/// Creates (or re-points) the tenant's filtered aliases on the current index of each kind
+/// installed under `prefix`, and takes them off any other index (one a replay swapped out
+/// while the alias was being created), so a tenant's alias never spans two generations.
 pub async fn ensure_tenant_aliases(es: &Es, prefix: &str, tenant: &str) -> Result<(), EsError> {
     let mut actions = Vec::new();
-    for kind in IndexKind::ALL {
-        let current = indices_behind(es, &kind.alias(prefix)).await?;
-        let tenant_alias = kind.tenant_alias(prefix, tenant);
+    for alias in installed_templates(es, prefix).await? {
+        let current = indices_behind(es, &alias).await?;
+        let tenant_alias = format!("{alias}-{tenant}");
         for index in indices_behind(es, &tenant_alias).await? {
             if !current.contains(&index) {
                 actions.push(json!({ "remove": { "index": index, "alias": tenant_alias } }));

@@ -10,6 +10,12 @@ use crate::indices::IndexKind;
 use crate::search_text::search_text;
 use crate::{ReadError, hits};
 
+/// The index this reads, behind the alias `<prefix>-customers`.
+pub const INDEX: IndexKind = IndexKind::new(
+    "customers",
+    include_str!("../../infra/elasticsearch/customers.json"),
+);
+
 /// Full-text search over a tenant's customers: name, email, phone, address and tags,
 /// folded to ASCII and typo-tolerant; optionally only those with `tag`.
 pub async fn customers(
@@ -45,10 +51,7 @@ pub async fn customers(
         "sort": ["_score", { "customer_id": "asc" }]
     });
     let response = es
-        .post(
-            &format!("/{}/_search", IndexKind::Customers.alias(prefix)),
-            body,
-        )
+        .post(&format!("/{}/_search", INDEX.alias(prefix)), body)
         .await?;
     let total = response["hits"]["total"]["value"].as_u64().unwrap_or(0);
     let items = hits(&response)

@@ -5,13 +5,15 @@
 //! - [`config`]: [`RelayConfig`], from the environment.
 //! - [`leadership`]: one active relay at a time, by a PostgreSQL advisory lock.
 //! - [`checkpoint`]: the resume point, in PostgreSQL.
-//! - [`cloudevents`]: how an event becomes a Kafka record: topic, key, value, headers.
 //! - [`publisher`]: the idempotent producer; a batch counts once Kafka acknowledged all of it.
 //! - [`topics`]: creating the topics the relay writes to, and their record limits.
 //! - [`wakeup`]: polling while the log is busy, notified once it is idle.
 //! - [`metrics`]: lag and throughput for Prometheus, and `/healthz`, on the metrics port.
 //! - `testing` (feature `testing`): Kafka for tests: topics of a test's own, a consumer that
 //!   reads them back, a broker of a test's own to stop and start.
+//!
+//! How an event becomes a Kafka record (topic, key, value, headers) is `kafka_wire`'s, the
+//! crate below both the relay and the projector, which reads with it.
 //!
 //! Delivery is at least once: the checkpoint advances only after Kafka acknowledged every
 //! record up to it, so a crash or a delivery error re-publishes from the checkpoint. That
@@ -20,7 +22,6 @@
 //! and the idempotent producer neither reorders nor duplicates within a partition.
 
 pub mod checkpoint;
-pub mod cloudevents;
 pub mod config;
 pub mod leadership;
 pub mod metrics;

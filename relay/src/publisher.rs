@@ -7,7 +7,7 @@
 //!
 //! An event too large for its topic would be refused and, retried forever, stall every
 //! event behind it: it goes out as a reference record instead (see
-//! [`crate::cloudevents::DATAREF`]), decided before sending so the stream keeps its order.
+//! [`kafka_wire::DATAREF`]), decided before sending so the stream keeps its order.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,9 +19,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::RelayConfig;
-use crate::cloudevents::KafkaRecord;
 use crate::metrics::RelayMetrics;
 use crate::topics::Topics;
+use kafka_wire::KafkaRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use schemas::EventEnvelope;
 
 use event_store::testing::env_url;
@@ -49,7 +50,7 @@ impl TestTopics {
     }
 
     pub fn topic(&self, aggregate: &str) -> String {
-        crate::cloudevents::topic_for(&self.prefix, aggregate)
+        kafka_wire::topic_for(&self.prefix, aggregate)
     }
 
     /// A relay publishing to these topics from the store at `database_url` (the relay
@@ -67,7 +68,7 @@ impl TestTopics {
     }
 
     /// Reads `topics` from the beginning until `enough` holds for what was read, or
-    /// `timeout` passes; returns everything read. Runs the blocking consumer off the
+    /// `timeout` passes; returns everything read. The blocking consumer runs off the
     /// runtime.
     pub async fn consume_until(
         &self,
@@ -77,9 +78,26 @@ impl TestTopics {
     ) -> Vec<ConsumedRecord> {
         let topics: Vec<String> = aggregates.iter().map(|a| self.topic(a)).collect();
         let brokers = self.brokers.clone();
-        tokio::task::spawn_blocking(move || consume_blocking(&brokers, &topics, timeout, enough))
+        let consumer = tokio::task::spawn_blocking(move || subscribe(&brokers, &topics))
             .await
-            .expect("the consumer thread does not panic")
+            .expect("the consumer thread does not panic");
+        // Shared with each probe's blocking read, and locked only there.
+        let reading = Arc::new(Mutex::new(Reading {
+            consumer,
+            records: Vec::new(),
+            enough,
+        }));
+        // Not enough by the deadline: the caller judges what was read.
+        let _ = service::eventually(timeout, || {
+            let reading = reading.clone();
+            async move {
+                tokio::task::spawn_blocking(move || reading.lock().unwrap().read_ready())
+                    .await
+                    .expect("the consumer thread does not panic")
+            }
+        })
+        .await;
+        std::mem::take(&mut reading.lock().unwrap().records)
     }
 }
 
@@ -89,12 +107,7 @@ impl Default for TestTopics {
     }
 }
 
-fn consume_blocking(
-    brokers: &str,
-    topics: &[String],
-    timeout: Duration,
-    enough: impl Fn(&[ConsumedRecord]) -> bool,
-) -> Vec<ConsumedRecord> {
+fn subscribe(brokers: &str, topics: &[String]) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set(
@@ -108,39 +121,81 @@ fn consume_blocking(
         .expect("create the test consumer");
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).expect("subscribe");
+    consumer
+}
 
-    let deadline = Instant::now() + timeout;
-    let mut records = Vec::new();
-    while Instant::now() < deadline && !enough(&records) {
-        // Subscribing before the relay created the topics reports them missing; the
-        // consumer picks them up on its next metadata refresh, so errors are skipped.
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            let headers = message
-                .headers()
-                .map(|headers| {
-                    headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            records.push(ConsumedRecord {
-                topic: message.topic().to_owned(),
-                partition: message.partition(),
-                offset: message.offset(),
-                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                headers,
-                event: serde_json::from_slice(message.payload().unwrap_or_default())
-                    .expect("record values are event envelopes"),
-            });
+/// A consumer reading topics from the beginning, what it has read, and when that is enough.
+struct Reading<F> {
+    consumer: BaseConsumer,
+    records: Vec<ConsumedRecord>,
+    enough: F,
+}
+
+impl<F: Fn(&[ConsumedRecord]) -> bool> Reading<F> {
+    /// The longest one read goes on: with records arriving steadily there is always one
+    /// ready, and the caller's deadline is checked between reads.
+    const MAX_READ: Duration = Duration::from_secs(1);
+    /// Records taken between checks of `enough`. A check may go over everything read, so
+    /// one after every record makes reading tens of thousands quadratic; a caller stopping
+    /// something the moment it is enough (a relay killed mid-stream) sees at most this many
+    /// more.
+    const CHECK_EVERY: usize = 100;
+
+    /// Reads what the broker has ready until it is enough; `Err` with the count read so far
+    /// while it is not. Blocks.
+    fn read_ready(&mut self) -> Result<(), usize> {
+        let started = Instant::now();
+        loop {
+            if (self.enough)(&self.records) {
+                return Ok(());
+            }
+            if started.elapsed() > Self::MAX_READ {
+                return Err(self.records.len());
+            }
+            let before = self.records.len();
+            // A moment for the first record, then what has already arrived. Subscribing
+            // before the relay created the topics reports them missing; the consumer picks
+            // them up on its next metadata refresh, so an error ends the read like an empty
+            // poll does, and the next read tries again.
+            let mut wait = Duration::from_millis(200);
+            while self.records.len() - before < Self::CHECK_EVERY {
+                let Some(Ok(message)) = self.consumer.poll(wait) else {
+                    break;
+                };
+                self.records.push(consumed(&message));
+                wait = Duration::ZERO;
+            }
+            if self.records.len() == before {
+                return Err(before);
+            }
         }
     }
-    records
+}
+
+fn consumed(message: &BorrowedMessage<'_>) -> ConsumedRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsumedRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+        headers,
+        event: serde_json::from_slice(message.payload().unwrap_or_default())
+            .expect("record values are event envelopes"),
+    }
 }
 
 impl Drop for TestTopics {
@@ -191,7 +246,17 @@ pub struct DedicatedKafka {
 
 impl DedicatedKafka {
     /// Formats storage in a fresh directory and starts the broker.
-    pub fn start() -> Self {
+    pub async fn start() -> Self {
+        let mut broker = tokio::task::spawn_blocking(Self::format)
+            .await
+            .expect("formatting does not panic");
+        broker.resume().await;
+        broker
+    }
+
+    /// A fresh directory with the broker's configuration and formatted storage (runs the
+    /// Kafka storage tool: blocks for seconds).
+    fn format() -> Self {
         let dir =
             std::env::temp_dir().join(format!("chronicle-kafka-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("create the broker directory");
@@ -222,64 +287,69 @@ impl DedicatedKafka {
             status.success(),
             "formatting the dedicated broker's storage failed"
         );
-        let mut broker = Self {
+        Self {
             dir,
             port,
             process: None,
-        };
-        broker.resume();
-        broker
+        }
     }
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Stops the broker (SIGTERM, then wait). Its data stays for [`Self::resume`].
-    pub fn stop(&mut self) {
+    /// Stops the broker (SIGTERM, then wait; SIGKILL after a minute). Its data stays for
+    /// [`Self::resume`].
+    pub async fn stop(&mut self) {
         if let Some(mut child) = self.process.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            let pid = child.id().to_string();
+            let _ = tokio::task::spawn_blocking(move || {
+                Command::new("kill").arg("-TERM").arg(pid).status()
+            })
+            .await;
+            let exited = service::eventually(Duration::from_secs(60), || {
+                std::future::ready(match child.try_wait() {
+                    Ok(Some(_)) => Ok(()),
+                    _ => Err(()),
+                })
+            })
+            .await;
+            if exited.is_err() {
+                let _ = tokio::task::spawn_blocking(move || kill(child)).await;
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 
     /// Starts the broker on its data and waits until it accepts connections.
-    pub fn resume(&mut self) {
-        let log =
-            std::fs::File::create(self.dir.join("broker.log")).expect("create the broker log");
-        let child = Self::java()
-            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx384m")
-            .arg("-Xms128m")
-            .arg("-Xmx384m")
-            .arg("kafka.Kafka")
-            .arg(self.dir.join("server.properties"))
-            .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("start the dedicated broker");
+    pub async fn resume(&mut self) {
+        let dir = self.dir.clone();
+        let child = tokio::task::spawn_blocking(move || {
+            let log = std::fs::File::create(dir.join("broker.log")).expect("create the broker log");
+            Self::java()
+                .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx384m")
+                .arg("-Xms128m")
+                .arg("-Xmx384m")
+                .arg("kafka.Kafka")
+                .arg(dir.join("server.properties"))
+                .stdout(log.try_clone().expect("clone the log handle"))
+                .stderr(log)
+                .spawn()
+                .expect("start the dedicated broker")
+        })
+        .await
+        .expect("starting the broker does not panic");
         self.process = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!(
-            "the dedicated broker did not start; see {}",
-            self.dir.join("broker.log").display()
-        );
+        let port = self.port;
+        service::eventually(Duration::from_secs(90), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+        })
+        .await
+        .unwrap_or_else(|last| {
+            panic!(
+                "the dedicated broker did not start ({last}); see {}",
+                self.dir.join("broker.log").display()
+            )
+        });
     }
 
     fn java() -> Command {
@@ -310,8 +380,17 @@ fn cluster_id() -> String {
 }
 
 impl Drop for DedicatedKafka {
+    /// Its data goes with it, so it need not stop cleanly: SIGKILL ends it at once, where
+    /// a clean stop could keep whatever thread drops it waiting for a minute.
     fn drop(&mut self) {
-        self.stop();
+        if let Some(child) = self.process.take() {
+            kill(child);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }

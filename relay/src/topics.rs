@@ -6,22 +6,15 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use schemas::{CustomerEvent, DomainEvent, TenantEvent, UserEvent};
+use rdkafka::error::KafkaError;
 
 use event_store::RawLogEvent;
+use kafka_wire::topic_for;
+use kafka_wire::topics::{aggregate_topics, create_topics};
 
 use crate::RelayConfig;
-use crate::cloudevents::topic_for;
-
-/// The aggregates Chronicle has today; their topics exist from the first start.
-pub const AGGREGATES: [&str; 3] = [
-    TenantEvent::AGGREGATE,
-    UserEvent::AGGREGATE,
-    CustomerEvent::AGGREGATE,
-];
 
 pub struct Topics {
     admin: AdminClient<DefaultClientContext>,
@@ -73,12 +66,9 @@ impl Topics {
         *limit = (*limit).min(refused.saturating_sub(1));
     }
 
-    /// Makes sure the topic of every aggregate in `page` (and the known ones) exists.
+    /// Makes sure the topic of every aggregate in `page` (and of every aggregate type) exists.
     pub async fn ensure_for(&mut self, page: &[RawLogEvent]) -> Result<(), KafkaError> {
-        let mut wanted: Vec<String> = AGGREGATES
-            .iter()
-            .map(|a| topic_for(&self.prefix, a))
-            .collect();
+        let mut wanted = aggregate_topics(&self.prefix);
         wanted.extend(page.iter().map(|e| topic_for(&self.prefix, e.category())));
         wanted.retain(|topic| !self.ensured.contains(topic));
         wanted.sort();
@@ -126,37 +116,4 @@ async fn record_limits(
         }
     }
     Ok(limits)
-}
-
-/// Creates `topics` with unlimited retention (they are a replay source too); a topic
-/// that already exists is left as it is.
-pub async fn create_topics(
-    admin: &AdminClient<DefaultClientContext>,
-    topics: &[String],
-    partitions: i32,
-    replication_factor: i32,
-) -> Result<(), KafkaError> {
-    let new_topics: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|name| {
-            NewTopic::new(
-                name,
-                partitions,
-                TopicReplication::Fixed(replication_factor),
-            )
-            .set("retention.ms", "-1")
-            .set("retention.bytes", "-1")
-        })
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics(&new_topics, &options).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                tracing::warn!(%topic, ?code, "topic creation failed");
-                return Err(KafkaError::AdminOp(code));
-            }
-        }
-    }
-    Ok(())
 }

@@ -80,9 +80,7 @@ async fn a_relay_killed_mid_batch_and_restarted_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
-    let mut broker = tokio::task::spawn_blocking(DedicatedKafka::start)
-        .await
-        .unwrap();
+    let mut broker = DedicatedKafka::start().await;
     let db = ScratchDatabase::create().await;
     let topics = TestTopics::on(broker.bootstrap());
     let store = EventStore::new(db.app_pool(4).await);
@@ -123,14 +121,21 @@ async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
         })
     };
 
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    broker = tokio::task::spawn_blocking(move || {
-        broker.stop();
-        broker
+    // Kafka goes away once the relay is publishing to it.
+    service::eventually(Duration::from_secs(30), || async {
+        let (_, body) = http_get(&metrics_addr, "/metrics").await.unwrap();
+        match metric(&body, "chronicle_relay_published_events_total") {
+            Some(published) if published > 0.0 => Ok(()),
+            published => Err(published),
+        }
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|published| {
+        panic!("the relay published nothing before the outage: published {published:?}")
+    });
+    broker.stop().await;
     let stopped_at = Instant::now();
+    // The outage itself: thirty seconds of Kafka away while the writes go on.
     tokio::time::sleep(Duration::from_secs(30)).await;
     let (_, body) = http_get(&metrics_addr, "/metrics").await.unwrap();
     let lag_during_outage = metric(&body, "chronicle_relay_lag_events").unwrap_or(0.0);
@@ -143,12 +148,7 @@ async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
         health["lag_events"].as_f64().unwrap_or(0.0) > 0.0,
         "{health}"
     );
-    broker = tokio::task::spawn_blocking(move || {
-        broker.resume();
-        broker
-    })
-    .await
-    .unwrap();
+    broker.resume().await;
     println!(
         "kafka was down for {:.1}s; lag at the end of the outage: {lag_during_outage} events",
         stopped_at.elapsed().as_secs_f64()
@@ -162,18 +162,14 @@ async fn kafka_stopped_for_thirty_seconds_while_writes_go_on_loses_nothing() {
         resumed_at.elapsed().as_secs_f64()
     );
     // And ok again once the backlog is out.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, health) = http_get(&metrics_addr, "/healthz").await.unwrap();
-        if status == 200 {
-            break;
+    service::eventually(Duration::from_secs(30), || async {
+        match http_get(&metrics_addr, "/healthz").await.unwrap() {
+            (200, _) => Ok(()),
+            (_, health) => Err(health),
         }
-        assert!(
-            Instant::now() < deadline,
-            "still not ok after recovery: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|health| panic!("still not ok after recovery: {health}"));
     let duplicates = assert_complete_and_ordered(&records, &ids);
     let (_, body) = http_get(&metrics_addr, "/metrics").await.unwrap();
     let failures = metric(&body, "chronicle_relay_publish_failures_total").unwrap_or(0.0);
@@ -234,14 +230,20 @@ async fn only_one_relay_publishes_and_a_standby_takes_over_when_it_dies() {
     };
     dying.kill();
     let killed_at = Instant::now();
-    while survivor.role().await.as_deref() != Some("active") {
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(20),
-            "the standby did not take over:\n{}",
+    let survivor = &*survivor;
+    service::eventually(Duration::from_secs(20), || async {
+        match survivor.role().await {
+            Some(role) if role == "active" => Ok(()),
+            role => Err(role),
+        }
+    })
+    .await
+    .unwrap_or_else(|role| {
+        panic!(
+            "the standby did not take over (role {role:?}):\n{}",
             survivor.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    });
     println!(
         "the standby took over {:.1}s after the active relay was killed",
         killed_at.elapsed().as_secs_f64()
@@ -261,20 +263,18 @@ async fn only_one_relay_publishes_and_a_standby_takes_over_when_it_dies() {
 }
 
 async fn wait_for_roles(relays: &[RelayProcess; 2], timeout: Duration) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let roles = [relays[0].role().await, relays[1].role().await];
-        if let [Some(a), Some(b)] = &roles
-            && (a == "active" || b == "active")
-        {
-            return vec![a.clone(), b.clone()];
+    service::eventually(timeout, || async {
+        match [relays[0].role().await, relays[1].role().await] {
+            [Some(a), Some(b)] if a == "active" || b == "active" => Ok(vec![a, b]),
+            roles => Err(roles),
         }
-        assert!(
-            Instant::now() < deadline,
+    })
+    .await
+    .unwrap_or_else(|roles| {
+        panic!(
             "relays did not come up: {roles:?}\n{}\n{}",
             relays[0].log_tail(),
             relays[1].log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        )
+    })
 }

@@ -80,6 +80,8 @@ pub trait EventType: Serialize + DeserializeOwned + JsonSchema {
 pub trait DomainEvent: Sized {
     /// The aggregate type: the stream category and the `<aggregate>` of its Kafka topic.
     const AGGREGATE: &'static str;
+    /// Every event type of the aggregate, by its stored name.
+    const EVENT_TYPES: &'static [&'static str];
 
     fn event_type(&self) -> &'static str;
     fn schema_version(&self) -> u32;
@@ -89,6 +91,8 @@ pub trait DomainEvent: Sized {
         schema_version: u32,
         payload: serde_json::Value,
     ) -> Result<Self, DecodeError>;
+    /// The JSON Schema of every event type of the aggregate, at its current version.
+    fn json_schemas() -> Vec<crate::json_schema::EventSchema>;
 }
 
 /// Declares an aggregate's event enum, one variant per [`EventType`], and derives its
@@ -108,6 +112,8 @@ macro_rules! domain_events {
 
         impl $crate::event::DomainEvent for $name {
             const AGGREGATE: &'static str = $aggregate;
+            const EVENT_TYPES: &'static [&'static str] =
+                &[$(<$event as $crate::event::EventType>::NAME),+];
 
             fn event_type(&self) -> &'static str {
                 match self {
@@ -144,6 +150,10 @@ macro_rules! domain_events {
                     event_type: event_type.to_owned(),
                 })
             }
+
+            fn json_schemas() -> Vec<$crate::json_schema::EventSchema> {
+                vec![$($crate::json_schema::EventSchema::of::<$event>($aggregate)),+]
+            }
         }
 
         $(
@@ -153,13 +163,6 @@ macro_rules! domain_events {
                 }
             }
         )+
-
-        impl $name {
-            /// Every event type of this aggregate, for schema generation.
-            pub fn json_schemas() -> Vec<$crate::json_schema::EventSchema> {
-                vec![$($crate::json_schema::EventSchema::of::<$event>($aggregate)),+]
-            }
-        }
     };
 }
 pub(crate) use domain_events;

@@ -7,7 +7,7 @@
 use schemars::{Schema, SchemaGenerator, generate::SchemaSettings};
 
 use crate::event::EventType;
-use crate::{CustomerEvent, EventEnvelope, TenantEvent, UserEvent};
+use crate::{AGGREGATE_TYPES, EventEnvelope};
 
 /// The schema of one event type at its current version.
 #[derive(Debug, Clone)]
@@ -36,8 +36,8 @@ pub fn all() -> Vec<EventSchema> {
         file: "envelope.json".to_owned(),
         schema: generator().into_root_schema_for::<EventEnvelope>(),
     }];
-    schemas.extend(TenantEvent::json_schemas());
-    schemas.extend(UserEvent::json_schemas());
-    schemas.extend(CustomerEvent::json_schemas());
+    for aggregate in AGGREGATE_TYPES {
+        schemas.extend((aggregate.json_schemas)());
+    }
     schemas
 }

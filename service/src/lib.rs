@@ -10,8 +10,10 @@
 //! - `ops_server` (feature `ops-server`, on by default): the `/metrics` and `/healthz` server
 //!   of the relay and the projector.
 //! - [`retry`]: backoff between attempts at something that failed, cut short by shutdown.
+//! - [`eventually`]: waiting, with a deadline, for something elsewhere to become true.
 
 pub mod dev_guard;
+pub mod eventually;
 pub mod logs;
 #[cfg(feature = "ops-server")]
 pub mod ops_server;
@@ -19,4 +21,5 @@ pub mod retry;
 pub mod secret;
 pub mod shutdown;
 
+pub use eventually::eventually;
 pub use secret::Secret;

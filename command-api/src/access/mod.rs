@@ -4,9 +4,12 @@
 //! - [`directory`]: every tenant user's role, whether they are active, and since when
 //!   their sessions count (a password change ends the older ones);
 //! - [`roles`]: each tenant's own roles and their permissions (the built-in roles are
-//!   fixed sets, in `schemas::access`).
+//!   fixed sets, in `schemas::access`);
+//! - [`locked`]: the same answers read inside a command's transaction, the rows locked,
+//!   for the rules that decide what may be granted (never from memory).
 
 pub mod directory;
+pub mod locked;
 pub mod roles;
 
 pub use directory::{UserAccess, UserDirectory};

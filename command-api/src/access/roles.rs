@@ -16,7 +16,7 @@ pub struct RoleRegistry {
 
 /// Stored permission names, read leniently: a name this build does not know grants
 /// nothing (a newer build may have written it).
-fn permissions_of(names: &[String]) -> Permissions {
+pub(crate) fn permissions_of(names: &[String]) -> Permissions {
     Permissions::of(names.iter().filter_map(|name| Permission::parse(name)))
 }
 

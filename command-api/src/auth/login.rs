@@ -323,10 +323,18 @@ pub async fn refresh(
                 "the refresh token was already used; its session has ended",
             ));
         }
+        Err(RefreshError::NoAccount) => {
+            return Err(ApiError::Unauthenticated("the account no longer exists"));
+        }
+        Err(RefreshError::TenantNotActive { status }) if status == "suspended" => {
+            return Err(ApiError::Forbidden("the tenant is suspended"));
+        }
+        Err(RefreshError::TenantNotActive { .. }) => {
+            return Err(ApiError::Unauthenticated("the tenant is not registered"));
+        }
         Err(RefreshError::Database(error)) => return Err(error.into()),
     };
-    let tenant = app.users.get(continued.user).map(|access| access.tenant);
-    let subject = match &tenant {
+    let subject = match &continued.tenant {
         None => {
             let row = sqlx::query!(
                 "SELECT display_name FROM platform_admins WHERE user_id = $1",
@@ -344,13 +352,7 @@ pub async fn refresh(
             }
         }
         Some(tenant_id) => {
-            match app.tenants.get(tenant_id).map(|t| t.status) {
-                Some(TenantStatus::Active) => {}
-                Some(TenantStatus::Suspended) => {
-                    return Err(ApiError::Forbidden("the tenant is suspended"));
-                }
-                _ => return Err(ApiError::Unauthenticated("the tenant is not registered")),
-            }
+            // Active: the session's refresh read the tenant's row before spending anything.
             let tenant = TenantId::parse(tenant_id.as_str()).map_err(ApiError::internal)?;
             let mut tx = app.store.begin(&tenant).await?;
             let row = sqlx::query!(

@@ -30,6 +30,8 @@ pub struct Issued {
 #[derive(Debug, Clone)]
 pub struct Continued {
     pub user: Uuid,
+    /// The user's tenant as the database says (`None`: a platform admin).
+    pub tenant: Option<String>,
     pub next: Issued,
 }
 
@@ -39,6 +41,12 @@ pub enum RefreshError {
     Invalid,
     #[error("the refresh token was already used: its session has ended")]
     Reused,
+    #[error("the account of the refresh token no longer exists")]
+    NoAccount,
+    /// The user's tenant, as the database says, cannot be used (suspended, or not set up
+    /// or taken back); nothing was spent.
+    #[error("the tenant of the refresh token is {status}")]
+    TenantNotActive { status: String },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -150,6 +158,46 @@ impl Sessions {
         if ended {
             return Err(RefreshError::Invalid);
         }
+        // Whose session it is, from the database and before the token is spent: a user
+        // made on another instance a moment ago is not in this instance's directory yet,
+        // and must not lose the session for it. No account: nothing is spent.
+        let tenant: Option<String> =
+            sqlx::query_scalar("SELECT tenant_id FROM user_directory(NULL, $1)")
+                .bind(row.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let tenant = match tenant {
+            Some(tenant) => {
+                // Its status from the database too, before anything is spent: a tenant
+                // set up on another instance a moment ago is not in this one's registry
+                // yet, and its users must not lose their sessions for it.
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+                        .bind(&tenant)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                match status.as_deref() {
+                    Some("active") => Some(tenant),
+                    other => {
+                        return Err(RefreshError::TenantNotActive {
+                            status: other.unwrap_or("not registered").to_owned(),
+                        });
+                    }
+                }
+            }
+            None => {
+                let platform_admin: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM platform_admins WHERE user_id = $1)",
+                )
+                .bind(row.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if !platform_admin {
+                    return Err(RefreshError::NoAccount);
+                }
+                None
+            }
+        };
         sqlx::query!(
             "UPDATE refresh_tokens SET spent_at = now() WHERE token_hash = $1",
             hash
@@ -171,6 +219,7 @@ impl Sessions {
         tx.commit().await?;
         Ok(Continued {
             user: row.user_id,
+            tenant,
             next: Issued {
                 token,
                 session: row.family_id,
@@ -245,7 +294,9 @@ impl Sessions {
         Ok(())
     }
 
-    /// Forgets expired refresh tokens and sessions ended long enough ago.
+    /// Forgets expired refresh tokens, and the revocations of sessions and of single
+    /// tokens that outlived what they revoke (no access token of them is valid any more):
+    /// the revocation lists every instance reloads on each notice stay small.
     pub async fn purge(&self, pool: &PgPool) -> Result<u64, sqlx::Error> {
         let tokens = sqlx::query!("DELETE FROM refresh_tokens WHERE expires_at < now()")
             .execute(pool)
@@ -255,6 +306,11 @@ impl Sessions {
             .execute(pool)
             .await?
             .rows_affected();
-        Ok(tokens + sessions)
+        // Not a macro: its offline data would need the new migration's grant to prepare.
+        let revoked = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < now()")
+            .execute(pool)
+            .await?
+            .rows_affected();
+        Ok(tokens + sessions + revoked)
     }
 }

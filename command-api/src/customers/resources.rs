@@ -75,6 +75,7 @@ impl From<Actor> for ActorRef {
 pub struct HistoryEntry {
     pub version: u64,
     pub at: DateTime<Utc>,
+    #[schema(schema_with = crate::openapi::fields::event_type)]
     pub event_type: String,
     pub actor: ActorRef,
     pub changes: Vec<FieldChangeResource>,
@@ -119,6 +120,7 @@ impl From<HistoryItem> for HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AuditEntry {
     pub event_id: String,
+    #[schema(schema_with = crate::openapi::fields::event_type)]
     pub event_type: String,
     pub stream_id: String,
     pub stream_version: u64,

@@ -1,4 +1,6 @@
 //! `GET /v1/roles`, `POST /v1/roles`, `PATCH /v1/roles/{name}`, `DELETE /v1/roles/{name}`.
+//! Each handler parses its request and runs [`RoleWrite`] through the one pipeline; the
+//! rules are `super::aggregate`'s, with their facts read in the command's transaction.
 
 use std::collections::BTreeMap;
 
@@ -6,15 +8,14 @@ use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use event_store::{StreamId, TenantId, TenantTransaction};
-use schemas::{
-    DomainEvent, Permission, Permissions, RoleChanged, RoleDefined, RoleName, RoleRemoved,
-    TenantEvent,
-};
+use schemas::{DomainEvent, Permission, RoleName, TenantEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::aggregate::{RoleCommand, RoleError, RoleFacts, decide};
+use crate::access::locked::{self, Hold};
 use crate::auth::Caller;
 use crate::commands::{self, Command, Landed};
 use crate::extract::{IdempotencyKey, ValidJson};
@@ -87,31 +88,6 @@ fn parse_permissions(names: &[String]) -> Result<Vec<Permission>, ApiError> {
         Ok(permissions)
     } else {
         Err(ApiError::Validation(errors))
-    }
-}
-
-fn may_grant(caller: &Caller, permissions: &[Permission]) -> Result<(), ApiError> {
-    let missing = caller
-        .permissions
-        .missing(Permissions::of(permissions.iter().copied()));
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::CannotGrant(missing))
-    }
-}
-
-/// Taking a permission away is granting less, but only someone who holds everything a role
-/// holds may reshape or remove it.
-fn may_reshape(
-    app: &AppState,
-    caller: &Caller,
-    tenant: &TenantId,
-    name: &RoleName,
-) -> Result<(), ApiError> {
-    match app.roles.permissions(tenant.as_str(), name) {
-        Some(current) => may_grant(caller, &current.iter().collect::<Vec<_>>()),
-        None => Ok(()),
     }
 }
 
@@ -198,25 +174,15 @@ pub async fn define_role(
     let name = RoleName::parse_custom(&body.value.name)
         .map_err(|e| ApiError::Validation(vec![FieldError::new("name", e)]))?;
     let permissions = parse_permissions(&body.value.permissions)?;
-    may_grant(&caller, &permissions)?;
     let request = (Method::POST, "/v1/roles", body.raw.as_ref());
-    run(
-        &app,
-        &caller,
-        key,
-        request,
-        name,
-        RoleChange::Define(permissions),
-    )
-    .await
+    let command = RoleCommand::Define { name, permissions };
+    run(&app, &caller, key, request, command).await
 }
 
+/// A path segment that is no role name names no role: 404. (A built-in role's name is
+/// one; the aggregate refuses to change it.)
 fn role_name_in_path(name: &str) -> Result<RoleName, ApiError> {
-    let name = RoleName::parse(name).map_err(|_| ApiError::NotFound)?;
-    if name.is_builtin() {
-        return Err(ApiError::Forbidden("built-in roles cannot be changed"));
-    }
-    Ok(name)
+    RoleName::parse(name).map_err(|_| ApiError::NotFound)
 }
 
 /// Gives a role of the tenant's own another set of permissions; applies within a second
@@ -238,22 +204,13 @@ pub async fn change_role(
     key: IdempotencyKey,
     body: ValidJson<RolePatch>,
 ) -> Result<Response, ApiError> {
-    let tenant = caller.require(Permission::RolesManage)?.clone();
+    caller.require(Permission::RolesManage)?;
     let name = role_name_in_path(&name)?;
     let permissions = parse_permissions(&body.value.permissions)?;
-    may_grant(&caller, &permissions)?;
-    may_reshape(&app, &caller, &tenant, &name)?;
     let path = format!("/v1/roles/{name}");
     let request = (Method::PATCH, path.as_str(), body.raw.as_ref());
-    run(
-        &app,
-        &caller,
-        key,
-        request,
-        name,
-        RoleChange::Change(permissions),
-    )
-    .await
+    let command = RoleCommand::Change { name, permissions };
+    run(&app, &caller, key, request, command).await
 }
 
 /// Removes a role of the tenant's own; 409 while a user has it.
@@ -273,12 +230,11 @@ pub async fn remove_role(
     Path(name): Path<String>,
     key: IdempotencyKey,
 ) -> Result<Response, ApiError> {
-    let tenant = caller.require(Permission::RolesManage)?.clone();
+    caller.require(Permission::RolesManage)?;
     let name = role_name_in_path(&name)?;
-    may_reshape(&app, &caller, &tenant, &name)?;
     let path = format!("/v1/roles/{name}");
     let request = (Method::DELETE, path.as_str(), &b""[..]);
-    run(&app, &caller, key, request, name, RoleChange::Remove).await
+    run(&app, &caller, key, request, RoleCommand::Remove { name }).await
 }
 
 /// Runs a role command through the command pipeline, keyed by the request (method, path,
@@ -288,8 +244,7 @@ async fn run(
     caller: &Caller,
     key: IdempotencyKey,
     (method, path, body): (Method, &str, &[u8]),
-    name: RoleName,
-    change: RoleChange,
+    command: RoleCommand,
 ) -> Result<Response, ApiError> {
     let tenant = caller.require(Permission::RolesManage)?.clone();
     let idempotency = Idempotency::new(
@@ -298,61 +253,91 @@ async fn run(
         key,
         app.fingerprints.of(&method, path, body),
     );
-    let command = RoleCommand {
+    let command = RoleWrite {
         tenant: tenant.clone(),
-        name,
-        change,
-        users: 0,
+        command,
+        facts: RoleFacts::default(),
     };
     let response = commands::execute(app, caller, &tenant, idempotency, command).await?;
     see_own_change(app, &tenant).await;
     Ok(response)
 }
 
-#[derive(Debug)]
-enum RoleChange {
-    Define(Vec<Permission>),
-    Change(Vec<Permission>),
-    Remove,
+impl From<RoleError> for ApiError {
+    fn from(error: RoleError) -> Self {
+        match error {
+            RoleError::TenantNotFound | RoleError::NotFound(_) => ApiError::NotFound,
+            RoleError::Builtin => ApiError::Forbidden("built-in roles cannot be changed"),
+            RoleError::CannotGrant(missing) => ApiError::CannotGrant(missing),
+            RoleError::AlreadyDefined(_) | RoleError::InUse { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
+        }
+    }
 }
 
 /// A change to a tenant's roles: an event on the tenant's stream, the `roles` row beside it.
 #[derive(Debug)]
-struct RoleCommand {
+struct RoleWrite {
     tenant: TenantId,
-    name: RoleName,
-    change: RoleChange,
-    /// Users with the role, for the response.
-    users: i64,
+    command: RoleCommand,
+    facts: RoleFacts,
 }
 
-impl Command for RoleCommand {
+impl RoleWrite {
+    fn name(&self) -> &RoleName {
+        match &self.command {
+            RoleCommand::Define { name, .. }
+            | RoleCommand::Change { name, .. }
+            | RoleCommand::Remove { name } => name,
+        }
+    }
+}
+
+impl Command for RoleWrite {
     type Aggregate = TenantState;
     const KEEPS_ROWS: bool = true;
+    const READS_FACTS: bool = true;
 
     fn stream(&self) -> StreamId {
         StreamId::for_aggregate(TenantEvent::AGGREGATE, &self.tenant)
             .expect("tenant ids make valid stream ids")
     }
 
+    async fn read_facts(
+        &mut self,
+        tx: &mut TenantTransaction<'_>,
+        _state: Option<&TenantState>,
+        caller: &Caller,
+    ) -> Result<(), ApiError> {
+        let tenant = self.tenant.as_str().to_owned();
+        let name = self.name().clone();
+        // Role changes of a tenant queue here first: each locks its role's row for update
+        // and the actor's role's row for share, which in two orders would deadlock.
+        let lock = format!("chronicle:roles:{tenant}");
+        sqlx::query!(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            lock
+        )
+        .execute(tx.connection())
+        .await?;
+        // Locked for update: no user is given the role (which holds it for share) until
+        // this commits, so `holders` below stays true.
+        self.facts.current = locked::role_permissions(tx, &name, Hold::Update).await?;
+        self.facts.actor = locked::user_permissions(tx, caller.user_id).await?;
+        let holders = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM users WHERE tenant_id = $1 AND role = $2"#,
+            tenant,
+            name.as_str()
+        )
+        .fetch_one(tx.connection())
+        .await?;
+        self.facts.holders = u64::try_from(holders).unwrap_or(0);
+        Ok(())
+    }
+
     fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
-        if state.is_none() {
-            return Err(ApiError::NotFound);
-        }
-        let name = self.name.clone();
-        Ok(vec![match &self.change {
-            RoleChange::Define(permissions) => RoleDefined {
-                name,
-                permissions: permissions.clone(),
-            }
-            .into(),
-            RoleChange::Change(permissions) => RoleChanged {
-                name,
-                permissions: permissions.clone(),
-            }
-            .into(),
-            RoleChange::Remove => RoleRemoved { name }.into(),
-        }])
+        Ok(decide(state, self.command.clone(), &self.facts)?)
     }
 
     async fn record(
@@ -361,10 +346,12 @@ impl Command for RoleCommand {
         _landed: &Landed<'_, TenantState>,
     ) -> Result<(), ApiError> {
         let tenant = self.tenant.as_str();
-        let name = self.name.as_str();
-        match &self.change {
-            RoleChange::Define(permissions) => {
+        match &self.command {
+            RoleCommand::Define { name, permissions } => {
                 let names: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+                let name = name.as_str();
+                // The decision saw no such role; a definition committed since (the stream
+                // would have moved on, so this is a second line only) is still a 409.
                 let inserted = sqlx::query!(
                     "INSERT INTO roles (tenant_id, name, permissions) VALUES ($1, $2, $3)
                      ON CONFLICT (tenant_id, name) DO NOTHING",
@@ -380,8 +367,9 @@ impl Command for RoleCommand {
                     )));
                 }
             }
-            RoleChange::Change(permissions) => {
+            RoleCommand::Change { name, permissions } => {
                 let names: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+                let name = name.as_str();
                 let updated = sqlx::query!(
                     "UPDATE roles SET permissions = $3, updated_at = now()
                      WHERE tenant_id = $1 AND name = $2",
@@ -395,31 +383,8 @@ impl Command for RoleCommand {
                     return Err(ApiError::NotFound);
                 }
             }
-            RoleChange::Remove => {
-                // The role's row is locked first, so no user can be given it meanwhile
-                // (assigning reads the registry, and the registry follows this row).
-                let exists = sqlx::query_scalar!(
-                    "SELECT 1 AS one FROM roles WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
-                    tenant,
-                    name
-                )
-                .fetch_optional(tx.connection())
-                .await?;
-                if exists.is_none() {
-                    return Err(ApiError::NotFound);
-                }
-                let holders = sqlx::query_scalar!(
-                    r#"SELECT count(*) AS "count!" FROM users WHERE tenant_id = $1 AND role = $2"#,
-                    tenant,
-                    name
-                )
-                .fetch_one(tx.connection())
-                .await?;
-                if holders > 0 {
-                    return Err(ApiError::Conflict(format!(
-                        "{holders} user(s) have the role `{name}`: give them another first"
-                    )));
-                }
+            RoleCommand::Remove { name } => {
+                let name = name.as_str();
                 sqlx::query!(
                     "DELETE FROM roles WHERE tenant_id = $1 AND name = $2",
                     tenant,
@@ -429,35 +394,26 @@ impl Command for RoleCommand {
                 .await?;
             }
         }
-        if !matches!(self.change, RoleChange::Remove) {
-            self.users = sqlx::query_scalar!(
-                r#"SELECT count(*) AS "count!" FROM users WHERE tenant_id = $1 AND role = $2"#,
-                tenant,
-                name
-            )
-            .fetch_one(tx.connection())
-            .await?;
-        }
         Ok(())
     }
 
     fn respond(&self, _landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
         let role = |permissions: &Vec<Permission>| Role {
-            name: self.name.to_string(),
+            name: self.name().to_string(),
             permissions: permissions.clone(),
             builtin: false,
-            users: self.users,
+            users: i64::try_from(self.facts.holders).unwrap_or(i64::MAX),
         };
-        Ok(match &self.change {
-            RoleChange::Define(permissions) => StoredResponse::json(
+        Ok(match &self.command {
+            RoleCommand::Define { name, permissions } => StoredResponse::json(
                 StatusCode::CREATED,
-                vec![("location".to_owned(), format!("/v1/roles/{}", self.name))],
+                vec![("location".to_owned(), format!("/v1/roles/{name}"))],
                 &role(permissions),
             ),
-            RoleChange::Change(permissions) => {
+            RoleCommand::Change { permissions, .. } => {
                 StoredResponse::json(StatusCode::OK, Vec::new(), &role(permissions))
             }
-            RoleChange::Remove => StoredResponse {
+            RoleCommand::Remove { .. } => StoredResponse {
                 status: StatusCode::NO_CONTENT,
                 headers: Vec::new(),
                 body: Vec::new(),

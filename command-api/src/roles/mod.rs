@@ -5,6 +5,7 @@
 //! row of the `roles` table, which every instance holds in memory (`crate::access`): a
 //! change applies to every request within a second, tokens already issued included.
 
+pub mod aggregate;
 pub mod handlers;
 
 pub use handlers::router;

@@ -8,15 +8,15 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use event_store::{StreamId, TenantId, TenantTransaction};
-use schemas::{DomainEvent, TenantEvent, TenantReactivated, TenantSuspended};
+use schemas::{DomainEvent, TenantEvent};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::aggregate::TenantState;
+use super::aggregate::{TenantCommand, TenantState, decide};
 use super::registry::{Tenant, TenantStatus};
-use super::signup::{NewTenant, set_up};
+use super::signup::{NewTenant, set_up, tenant_error};
 use crate::auth::Caller;
 use crate::auth::sessions::{EndReason, Sessions};
 use crate::commands::{self, Command, Landed};
@@ -212,23 +212,16 @@ impl Command for ChangeStatus {
     }
 
     fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
-        let tenant = state.ok_or(ApiError::NotFound)?;
-        if tenant.status == TenantStatus::Pending {
-            return Err(ApiError::Conflict(format!(
-                "the tenant `{}` is still being set up",
-                self.id
-            )));
-        }
-        Ok(match (tenant.status, self.wanted) {
-            (current, wanted) if current == wanted => Vec::new(),
-            (_, TenantStatus::Suspended) => vec![TenantSuspended { reason: None }.into()],
-            (_, TenantStatus::Active) => vec![TenantReactivated {}.into()],
-            (_, TenantStatus::Pending) => {
+        let command = match self.wanted {
+            TenantStatus::Suspended => TenantCommand::Suspend,
+            TenantStatus::Active => TenantCommand::Reactivate,
+            TenantStatus::Pending => {
                 return Err(ApiError::BadRequest(
                     "a tenant cannot be put back to pending".to_owned(),
                 ));
             }
-        })
+        };
+        decide(state, command).map_err(|error| tenant_error(&self.id, error))
     }
 
     async fn record(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use event_store::{EventStore, LogPosition};
 use projector::ProjectorConfig;
-use projector::projections::Projection;
+use projector::projections::registry;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -224,7 +224,7 @@ impl Verifier {
     }
 
     async fn check_projections(&self, findings: &mut Findings) {
-        match projector::replay::verify(&self.projector, &Projection::ALL, None).await {
+        match projector::replay::verify(&self.projector, registry::ALL, None).await {
             Ok(verifications) => {
                 for verification in verifications {
                     for tenant in verification.mismatches() {

@@ -52,17 +52,20 @@ pub async fn read_global_log_until(
     store: &crate::EventStore,
     count: usize,
 ) -> Vec<crate::GlobalLogEvent> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let outcome = service::eventually(std::time::Duration::from_secs(30), || async {
         let read = store
             .read_global_log(crate::LogPosition::START, 1_000)
             .await
             .unwrap();
-        if read.len() >= count || std::time::Instant::now() > deadline {
-            return read;
+        if read.len() >= count {
+            Ok(read)
+        } else {
+            Err(read)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    })
+    .await;
+    // The callers assert on what was read, so the last reading is theirs either way.
+    outcome.unwrap_or_else(|read| read)
 }
 
 /// Appends `count` events spread over `streams` customer streams of `tenant`, in

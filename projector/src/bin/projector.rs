@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use event_store::TenantId;
-use projector::projections::Projection;
+use projector::projections::{ProjectionRef, registry};
 use projector::replay::progress::ProgressMode;
 use projector::replay::verify::Verification;
 use projector::replay::{self, ReplayOptions};
@@ -82,17 +82,14 @@ struct VerifyArgs {
 
 /// The projections a command acts on: one by name, or `all`.
 #[derive(Debug, Clone)]
-struct Selection(Vec<Projection>);
+struct Selection(Vec<ProjectionRef>);
 
 /// Accepts the registry's names and `all`, and lists them in `--help` and usage errors.
 fn selection() -> impl TypedValueParser<Value = Selection> {
-    let names = Projection::ALL
-        .iter()
-        .map(|projection| projection.name())
-        .chain(["all"]);
-    PossibleValuesParser::new(names).map(|name| match Projection::parse(&name) {
+    let names = registry::names().chain(["all"]);
+    PossibleValuesParser::new(names).map(|name| match registry::named(&name) {
         Some(projection) => Selection(vec![projection]),
-        None => Selection(Projection::ALL.to_vec()),
+        None => Selection(registry::ALL.to_vec()),
     })
 }
 
@@ -211,7 +208,7 @@ fn finish<T: serde::Serialize + std::fmt::Display>(
 }
 
 async fn run(config: ProjectorConfig) -> ExitCode {
-    let projector = match Projector::build(&config, &Projection::ALL).await {
+    let projector = match Projector::build(&config, registry::ALL).await {
         Ok(projector) => projector,
         Err(error) => {
             tracing::error!(%error, "projector could not start");

@@ -2,23 +2,110 @@
 //! version = the stream version), with each changed field's old and new value, the actor
 //! and the time. Only versions from the lowest one in the batch are (re)written.
 
+use event_store::TenantId;
+use std::collections::{BTreeMap, HashSet};
+
 use serde_json::{Value, json};
 
-use schemas::EventEnvelope;
+use schemas::{CustomerEvent, DomainEvent, EventEnvelope, StreamId};
 
-use super::{Projection, ProjectionError, Rejected, Sinks, index_touched_streams};
-use crate::views::{self, HistoryEntry};
+use super::{
+    About, Held, Projection, ProjectionError, Rejected, Shape, Sinks, Storage,
+    index_touched_streams, streams,
+};
+use crate::replay::ReplayError;
+use crate::replay::build::{Build, BuildOutcome, BuildTarget, DynBuild, IndexBuild};
+use crate::views::{self, Folded, HistoryEntry, ViewStep};
 
-pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
-    let alias = sinks.targets.of(Projection::History);
-    index_touched_streams(sinks, batch, false, |tenant, stream, touched, events| {
-        Ok(views::history(events)?
-            .iter()
-            .filter(|entry| entry.version >= touched.lowest_version)
-            .map(|entry| document(alias, tenant.as_str(), stream.as_str(), entry))
-            .collect())
-    })
-    .await
+/// Each customer's change history in Elasticsearch.
+#[derive(Debug, Clone, Copy)]
+pub struct History;
+
+impl Projection for History {
+    const ABOUT: About = About::new(
+        "history",
+        &[CustomerEvent::AGGREGATE],
+        Storage::Index(read_model::history::INDEX),
+        Shape::EveryEvent,
+    );
+
+    async fn apply(
+        &self,
+        sinks: &Sinks,
+        batch: &[EventEnvelope],
+    ) -> Result<Rejected, ProjectionError> {
+        let alias = sinks.targets.of(self);
+        index_touched_streams(sinks, batch, false, |tenant, stream, touched, events| {
+            Ok(views::history(events)?
+                .iter()
+                .filter(|entry| entry.version >= touched.lowest_version)
+                .map(|entry| document(alias, tenant.as_str(), stream.as_str(), entry))
+                .collect())
+        })
+        .await
+    }
+
+    async fn held(&self, sinks: &Sinks, tenant: &TenantId) -> Result<Vec<Held>, ProjectionError> {
+        streams::held_documents(sinks, self, tenant, "version", &["stream_id", "version"]).await
+    }
+
+    fn builder(&self, target: BuildTarget) -> Box<dyn DynBuild> {
+        Box::new(HistoryBuild(target.index_build()))
+    }
+
+    /// One document per version, each deleted from the index it was found in.
+    async fn forget(
+        &self,
+        sinks: &Sinks,
+        tenant: &TenantId,
+        subject: &StreamId,
+    ) -> Result<u64, ProjectionError> {
+        let target = sinks.targets.of(self);
+        let mut by_index: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (index, id) in streams::subject_documents(&sinks.es, target, tenant, subject).await? {
+            by_index.entry(index).or_default().push(id);
+        }
+        let mut deleted = 0;
+        for (index, ids) in by_index {
+            deleted += streams::delete_documents(&sinks.es, &index, &ids).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// A rebuild: one document per customer version, as the log is read.
+struct HistoryBuild(IndexBuild);
+
+impl Build for HistoryBuild {
+    fn reads_views(&self) -> bool {
+        true
+    }
+
+    async fn feed(
+        &mut self,
+        envelope: &EventEnvelope,
+        step: Option<&ViewStep<'_>>,
+    ) -> Result<(), ReplayError> {
+        if let Some(step) = step {
+            let entry = views::history_entry(step.previous, step.next, envelope);
+            let (action, document) = document(
+                &self.0.index,
+                envelope.tenant_id.as_str(),
+                envelope.stream_id.as_str(),
+                &entry,
+            );
+            self.0.push(action, document).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, _folded: &Folded) -> Result<BuildOutcome, ReplayError> {
+        Ok(self.0.finish().await?)
+    }
+
+    fn written_ids(&self) -> Option<&HashSet<String>> {
+        self.0.written_ids()
+    }
 }
 
 /// The bulk action and document of one history entry.

@@ -1,133 +1,283 @@
-//! The four projections, each its own consumer group:
+//! The projections: each one module implementing [`Projection`], listed once in
+//! [`registry`]. The consumers, the CLI, health, replay, verification, rollback and tenant
+//! repair all go through the trait and the registry and never name a projection.
 //! - [`customers`]: the PostgreSQL read model `customer_views`.
 //! - [`search`]: customer search in Elasticsearch.
 //! - [`history`]: each customer's change history in Elasticsearch.
 //! - [`audit`]: every event of every tenant in Elasticsearch.
+//! - [`streams`]: the write paths they share.
 //!
 //! A projection gets a batch of decoded records and either writes all it can (returning
 //! the records it could not use, which go to the dead-letter topic) or fails as a whole
 //! on a transient error (database or Elasticsearch away), in which case the batch is
 //! retried and no offset moves. Every write is idempotent and never regresses: version
 //! guards in PostgreSQL, external versions in Elasticsearch.
+//!
+//! Adding a projection: a module here implementing [`Projection`] (what it is, how it
+//! applies a batch, how it is rebuilt, verified and forgets a subject), its `mod` line, and
+//! one line in [`registry::ALL`].
 
 pub mod audit;
 pub mod customers;
 pub mod history;
+pub mod registry;
 pub mod search;
+pub mod streams;
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
 
-use event_store::{EventStore, TenantId, TenantTransaction};
+use event_store::{EventStore, TenantId};
+use futures_util::future::BoxFuture;
 use rdkafka::message::OwnedMessage;
-use schemas::{CustomerEvent, DecodeError, DomainEvent, EventEnvelope, StreamId};
-use serde_json::Value;
+use schemas::{AggregateType, EventEnvelope, StreamId};
 
+use crate::replay::build::{BuildTarget, DynBuild};
 use read_model::indices::IndexKind;
 use read_model::{Es, EsError};
 
-/// Which projection: the one registry the consumers, the CLI, replay and verification all
-/// go through. Names its consumer group, its metrics and where its documents live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Projection {
-    Customers,
-    Search,
-    History,
-    Audit,
+pub use streams::{
+    Touched, TouchedStreams, index_touched_streams, index_with_versions, read_streams,
+};
+
+/// A projection, as the registry hands it out.
+pub type ProjectionRef = &'static dyn DynProjection;
+
+/// One projection: its own consumer group, metrics, layout, writes, rebuild, verification
+/// and forgetting, written as one module with plain `async fn`s. Callers hold it as a
+/// [`DynProjection`] (implemented once for every `Projection`), through [`registry::ALL`].
+/// Everything generic (consuming, dead letters, replay's generations and swaps,
+/// verification's comparison) is done by the callers through these methods.
+pub trait Projection: Send + Sync + Debug + 'static {
+    /// Its name, the aggregate types it reads, where it lives, what verification compares.
+    const ABOUT: About;
+
+    /// Projects a batch of events (from Kafka records, or from the event store when a
+    /// replay catches up) into [`Sinks::targets`]'s target for it.
+    fn apply(
+        &self,
+        sinks: &Sinks,
+        batch: &[EventEnvelope],
+    ) -> impl Future<Output = Result<Rejected, ProjectionError>> + Send;
+
+    /// Everything it holds for `tenant` in its live target, as [`Held`] entries, for
+    /// verification against the store.
+    fn held(
+        &self,
+        sinks: &Sinks,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<Held>, ProjectionError>> + Send;
+
+    /// Its builder for a rebuild into `target` (a new generation, or the live target for
+    /// one tenant in place).
+    fn builder(&self, target: BuildTarget) -> Box<dyn DynBuild>;
+
+    /// Forgets one subject of a tenant (a stream: a customer, a user): its rows and
+    /// documents are deleted or, where the fact must stay (the audit log), redacted.
+    /// Returns how many rows or documents changed. Erasure builds on this.
+    fn forget(
+        &self,
+        sinks: &Sinks,
+        tenant: &TenantId,
+        subject: &StreamId,
+    ) -> impl Future<Output = Result<u64, ProjectionError>> + Send;
 }
 
-impl Projection {
-    pub const ALL: [Self; 4] = [Self::Customers, Self::Search, Self::History, Self::Audit];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Customers => "customers",
-            Self::Search => "search",
-            Self::History => "history",
-            Self::Audit => "audit",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.name() == name)
-    }
-
-    /// The aggregates whose topics it reads.
-    pub fn aggregates(self) -> &'static [&'static str] {
-        match self {
-            Self::Audit => &relay::topics::AGGREGATES,
-            Self::Customers | Self::Search | Self::History => &[CustomerEvent::AGGREGATE],
-        }
-    }
-
+/// What a projection is, as data.
+#[derive(Debug, Clone, Copy)]
+pub struct About {
+    /// The consumer group's suffix, the metrics label, the CLI's word.
+    pub name: &'static str,
+    /// The aggregate types whose topics it reads (names from [`schemas::AGGREGATE_TYPES`]).
+    pub aggregates: &'static [&'static str],
     /// Where its documents live.
-    pub fn storage(self) -> Storage {
-        match self {
-            Self::Customers => Storage::Table,
-            Self::Search => Storage::Index(IndexKind::Customers),
-            Self::History => Storage::Index(IndexKind::History),
-            Self::Audit => Storage::Index(IndexKind::Audit),
+    pub storage: Storage,
+    /// What verification compares with the store.
+    pub shape: Shape,
+}
+
+impl About {
+    pub const fn new(
+        name: &'static str,
+        aggregates: &'static [&'static str],
+        storage: Storage,
+        shape: Shape,
+    ) -> Self {
+        Self {
+            name,
+            aggregates,
+            storage,
+            shape,
         }
     }
+}
 
-    /// The index it lives in (none for the PostgreSQL read model).
-    pub fn index_kind(self) -> Option<IndexKind> {
+/// A [`Projection`] behind a pointer: what the registry lists and every caller uses.
+pub trait DynProjection: Send + Sync + Debug {
+    fn about(&self) -> About;
+
+    fn apply<'a>(
+        &'a self,
+        sinks: &'a Sinks,
+        batch: &'a [EventEnvelope],
+    ) -> BoxFuture<'a, Result<Rejected, ProjectionError>>;
+
+    fn held<'a>(
+        &'a self,
+        sinks: &'a Sinks,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<Vec<Held>, ProjectionError>>;
+
+    fn builder(&self, target: BuildTarget) -> Box<dyn DynBuild>;
+
+    fn forget<'a>(
+        &'a self,
+        sinks: &'a Sinks,
+        tenant: &'a TenantId,
+        subject: &'a StreamId,
+    ) -> BoxFuture<'a, Result<u64, ProjectionError>>;
+
+    fn name(&self) -> &'static str {
+        self.about().name
+    }
+
+    fn aggregates(&self) -> &'static [&'static str] {
+        self.about().aggregates
+    }
+
+    fn storage(&self) -> Storage {
+        self.about().storage
+    }
+
+    fn shape(&self) -> Shape {
+        self.about().shape
+    }
+
+    /// Whether this projection can use `envelope`: its aggregate is one the projection
+    /// reads and its payload decodes (through the upcasters) into a known event type.
+    /// Anything else is poison for it, with the reason.
+    fn check(&self, envelope: &EventEnvelope) -> Result<(), String> {
+        let category = envelope.stream_id.category();
+        if !self.aggregates().contains(&category) {
+            return Err(format!("{category} events do not belong on this topic"));
+        }
+        let aggregate = AggregateType::named(category)
+            .ok_or_else(|| format!("unknown aggregate `{category}`"))?;
+        aggregate
+            .decodes(
+                &envelope.event_type,
+                envelope.schema_version,
+                envelope.payload.clone(),
+            )
+            .map_err(|error| error.to_string())
+    }
+
+    /// The index it lives in (none for a PostgreSQL table).
+    fn index_kind(&self) -> Option<IndexKind> {
         match self.storage() {
-            Storage::Table => None,
+            Storage::Table(_) => None,
             Storage::Index(kind) => Some(kind),
         }
     }
 
     /// The name readers reach it by: the table, or the index alias.
-    pub fn live_target(self, index_prefix: &str) -> String {
+    fn live_target(&self, index_prefix: &str) -> String {
         match self.storage() {
-            Storage::Table => read_model::customers::TABLE.to_owned(),
+            Storage::Table(table) => table.to_owned(),
             Storage::Index(kind) => kind.alias(index_prefix),
         }
+    }
+}
+
+impl<P: Projection> DynProjection for P {
+    fn about(&self) -> About {
+        P::ABOUT
+    }
+
+    fn apply<'a>(
+        &'a self,
+        sinks: &'a Sinks,
+        batch: &'a [EventEnvelope],
+    ) -> BoxFuture<'a, Result<Rejected, ProjectionError>> {
+        Box::pin(Projection::apply(self, sinks, batch))
+    }
+
+    fn held<'a>(
+        &'a self,
+        sinks: &'a Sinks,
+        tenant: &'a TenantId,
+    ) -> BoxFuture<'a, Result<Vec<Held>, ProjectionError>> {
+        Box::pin(Projection::held(self, sinks, tenant))
+    }
+
+    fn builder(&self, target: BuildTarget) -> Box<dyn DynBuild> {
+        Projection::builder(self, target)
+    }
+
+    fn forget<'a>(
+        &'a self,
+        sinks: &'a Sinks,
+        tenant: &'a TenantId,
+        subject: &'a StreamId,
+    ) -> BoxFuture<'a, Result<u64, ProjectionError>> {
+        Box::pin(Projection::forget(self, sinks, tenant, subject))
+    }
+}
+
+// Projections are singletons known by name: equal, ordered and hashed by it.
+impl PartialEq for dyn DynProjection {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for dyn DynProjection {}
+
+impl PartialOrd for dyn DynProjection {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn DynProjection {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl Hash for dyn DynProjection {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
     }
 }
 
 /// Where a projection's documents live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storage {
-    /// The PostgreSQL read model (`customer_views`).
-    Table,
+    /// A PostgreSQL table (its live name; a rebuild builds `<name>_<generation>`).
+    Table(&'static str),
     /// An Elasticsearch index of this kind, behind its alias.
     Index(IndexKind),
 }
 
-impl Projection {
-    /// Whether this projection can use `envelope`: its aggregate is one the projection
-    /// reads and its payload decodes (through the upcasters) into a known event type.
-    /// Anything else is poison for it, with the reason.
-    pub fn check(self, envelope: &EventEnvelope) -> Result<(), String> {
-        let category = envelope.stream_id.category();
-        if !self.aggregates().contains(&category) {
-            return Err(format!("{category} events do not belong on this topic"));
-        }
-        let payload = envelope.payload.clone();
-        let decoded = match category {
-            "customer" => {
-                CustomerEvent::decode(&envelope.event_type, envelope.schema_version, payload)
-                    .map(|_| ())
-            }
-            "tenant" => {
-                schemas::TenantEvent::decode(&envelope.event_type, envelope.schema_version, payload)
-                    .map(|_| ())
-            }
-            "user" => {
-                schemas::UserEvent::decode(&envelope.event_type, envelope.schema_version, payload)
-                    .map(|_| ())
-            }
-            other => return Err(format!("unknown aggregate `{other}`")),
-        };
-        decoded.map_err(|error| error.to_string())
-    }
+/// What a projection keeps, for verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One entry per stream, at its latest version.
+    LatestPerStream,
+    /// One entry per event.
+    EveryEvent,
 }
+
+/// One entry a projection holds: (stream, version, global position).
+pub type Held = (String, u64, u64);
 
 /// Decodes a record for `projection`, or says why it is poison for it. A reference record
 /// (an event too large for Kafka, `ce_dataref`) decodes without its payload, which
 /// [`complete`] then reads from the store.
-pub fn decode(projection: Projection, message: &OwnedMessage) -> Result<Incoming, String> {
+pub fn decode(projection: ProjectionRef, message: &OwnedMessage) -> Result<Incoming, String> {
     use rdkafka::message::{Headers, Message};
     let payload = message
         .payload()
@@ -136,7 +286,7 @@ pub fn decode(projection: Projection, message: &OwnedMessage) -> Result<Incoming
         serde_json::from_slice(payload).map_err(|e| format!("not an event envelope: {e}"))?;
     let reference = message
         .headers()
-        .is_some_and(|headers| headers.iter().any(|h| h.key == relay::cloudevents::DATAREF));
+        .is_some_and(|headers| headers.iter().any(|h| h.key == kafka_wire::DATAREF));
     if !reference {
         projection.check(&envelope)?;
     }
@@ -151,7 +301,7 @@ pub fn decode(projection: Projection, message: &OwnedMessage) -> Result<Incoming
 /// [`decode`] checks the others; returns the indices of those that are poison, with why.
 /// Safe to call again after an error: what was read stays read.
 pub async fn complete(
-    projection: Projection,
+    projection: ProjectionRef,
     store: &EventStore,
     incoming: &mut [Incoming],
 ) -> Result<Rejected, ProjectionError> {
@@ -183,21 +333,6 @@ pub async fn complete(
         }
     }
     Ok(rejected)
-}
-
-/// Runs `projection` over a batch of events (from Kafka records, or from the event store
-/// when a replay catches up).
-pub async fn apply(
-    projection: Projection,
-    sinks: &Sinks,
-    batch: &[EventEnvelope],
-) -> Result<Rejected, ProjectionError> {
-    match projection {
-        Projection::Customers => customers::apply(sinks, batch).await,
-        Projection::Search => search::apply(sinks, batch).await,
-        Projection::History => history::apply(sinks, batch).await,
-        Projection::Audit => audit::apply(sinks, batch).await,
-    }
 }
 
 /// A record with its decoded envelope.
@@ -232,7 +367,7 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Sinks writing where readers read: the aliases and `customer_views`.
+    /// Sinks writing where readers read: the aliases and the live tables.
     pub fn live(store: EventStore, es: Es, index_prefix: &str) -> Self {
         Self {
             store,
@@ -243,171 +378,30 @@ impl Sinks {
     }
 }
 
-/// Where each projection writes. Normally the aliases and the live table; a replay points
+/// Where each projection writes. Normally the aliases and the live tables; a replay points
 /// one of them at the index or table it is building, to catch it up before the swap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Targets {
-    names: BTreeMap<Projection, String>,
+    names: BTreeMap<&'static str, String>,
 }
 
 impl Targets {
     pub fn live(index_prefix: &str) -> Self {
         Self {
-            names: Projection::ALL
-                .into_iter()
-                .map(|projection| (projection, projection.live_target(index_prefix)))
+            names: registry::ALL
+                .iter()
+                .map(|projection| (projection.name(), projection.live_target(index_prefix)))
                 .collect(),
         }
     }
 
     /// The table or index `projection` writes into.
-    pub fn of(&self, projection: Projection) -> &str {
-        &self.names[&projection]
+    pub fn of(&self, projection: &dyn DynProjection) -> &str {
+        &self.names[projection.name()]
     }
 
     /// Points `projection` at another table or index (one a replay is building).
-    pub fn set(&mut self, projection: Projection, target: impl Into<String>) {
-        self.names.insert(projection, target.into());
+    pub fn set(&mut self, projection: &dyn DynProjection, target: impl Into<String>) {
+        self.names.insert(projection.name(), target.into());
     }
-}
-
-/// The customer streams a batch touches, per tenant, with the batch indices of their
-/// records (for rejecting them) and the lowest version seen.
-#[derive(Debug, Default)]
-pub struct TouchedStreams {
-    pub by_tenant: BTreeMap<TenantId, BTreeMap<StreamId, Touched>>,
-}
-
-#[derive(Debug, Default)]
-pub struct Touched {
-    pub records: Vec<usize>,
-    pub lowest_version: u64,
-}
-
-impl TouchedStreams {
-    pub fn of(batch: &[EventEnvelope]) -> Self {
-        let mut touched = Self::default();
-        for (index, envelope) in batch.iter().enumerate() {
-            if envelope.stream_id.category() != CustomerEvent::AGGREGATE {
-                continue;
-            }
-            let entry = touched
-                .by_tenant
-                .entry(envelope.tenant_id.clone())
-                .or_default()
-                .entry(envelope.stream_id.clone())
-                .or_insert(Touched {
-                    records: Vec::new(),
-                    lowest_version: u64::MAX,
-                });
-            entry.records.push(index);
-            entry.lowest_version = entry.lowest_version.min(envelope.stream_version);
-        }
-        touched
-    }
-}
-
-impl Touched {
-    /// Every record that touched `stream`, rejected: the stream does not decode.
-    pub fn rejected(&self, stream: &StreamId, error: &DecodeError) -> Rejected {
-        let reason = format!("stream {stream} cannot be decoded: {error}");
-        self.records
-            .iter()
-            .map(|record| (*record, reason.clone()))
-            .collect()
-    }
-}
-
-/// The shape the Elasticsearch customer projections share: each stream the batch touches is
-/// read whole (one transaction per tenant) and turned into bulk `(action, document)` pairs
-/// by `entries_of`; a stream that does not decode rejects the records that touched it.
-/// Then one versioned bulk write.
-pub async fn index_touched_streams(
-    sinks: &Sinks,
-    batch: &[EventEnvelope],
-    refresh: bool,
-    mut entries_of: impl FnMut(
-        &TenantId,
-        &StreamId,
-        &Touched,
-        &[EventEnvelope],
-    ) -> Result<Vec<(Value, Value)>, DecodeError>,
-) -> Result<Rejected, ProjectionError> {
-    let mut rejected = Vec::new();
-    let mut entries = Vec::new();
-    for (tenant, streams) in TouchedStreams::of(batch).by_tenant {
-        let mut tx = sinks.store.begin(&tenant).await?;
-        let mut envelopes = read_streams(&mut tx, &streams).await?;
-        tx.commit().await?;
-        for (stream, touched) in &streams {
-            let events = envelopes.remove(stream).unwrap_or_default();
-            match entries_of(&tenant, stream, touched, &events) {
-                Ok(pairs) => entries.extend(
-                    pairs
-                        .into_iter()
-                        .map(|(action, document)| (touched.records.clone(), action, document)),
-                ),
-                Err(error) => rejected.extend(touched.rejected(stream, &error)),
-            }
-        }
-    }
-    rejected.extend(index_with_versions(&sinks.es, entries, refresh).await?);
-    Ok(rejected)
-}
-
-/// Reads the touched streams of one tenant from the event store, whole, grouped by stream.
-pub async fn read_streams(
-    tx: &mut TenantTransaction<'_>,
-    streams: &BTreeMap<StreamId, Touched>,
-) -> Result<BTreeMap<StreamId, Vec<EventEnvelope>>, ProjectionError> {
-    let ids: Vec<StreamId> = streams.keys().cloned().collect();
-    let mut grouped: BTreeMap<StreamId, Vec<EventEnvelope>> = BTreeMap::new();
-    for envelope in tx.read_streams(&ids).await? {
-        grouped
-            .entry(envelope.stream_id.clone())
-            .or_default()
-            .push(envelope);
-    }
-    Ok(grouped)
-}
-
-/// Bulk-indexes `(records, action, document)` entries with external versions. A version
-/// conflict means Elasticsearch already has this or a newer version: done. Any other
-/// item error rejects the records the document was built from. `refresh`: searchable at
-/// once rather than at the index's next refresh.
-pub async fn index_with_versions(
-    es: &Es,
-    entries: Vec<(Vec<usize>, Value, Value)>,
-    refresh: bool,
-) -> Result<Rejected, ProjectionError> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut lines = Vec::with_capacity(entries.len() * 2);
-    let mut owners = Vec::with_capacity(entries.len());
-    for (records, action, document) in entries {
-        lines.push(action);
-        lines.push(document);
-        owners.push(records);
-    }
-    let items = es.bulk(lines, refresh).await?;
-    let mut rejected = Vec::new();
-    for (item, records) in items.iter().zip(owners) {
-        let result = &item["index"];
-        let status = result["status"].as_u64().unwrap_or(0);
-        if (200..300).contains(&status) || status == 409 {
-            continue;
-        }
-        if status == 429 || status >= 500 {
-            return Err(EsError::Status {
-                what: "bulk item".to_owned(),
-                status: status as u16,
-                body: result.to_string(),
-            }
-            .into());
-        }
-        let reason = format!("elasticsearch refused the document: {}", result["error"]);
-        rejected.extend(records.into_iter().map(|record| (record, reason.clone())));
-    }
-    Ok(rejected)
 }

@@ -3,28 +3,97 @@
 //! older state overwrite a newer one. `search_text` holds every searchable field folded
 //! to ASCII (and umlauts transliterated), since the index has no folding analyzer.
 
+use event_store::TenantId;
+use std::collections::HashSet;
+
 use serde_json::{Value, json};
 
-use schemas::EventEnvelope;
+use schemas::{CustomerEvent, DomainEvent, EventEnvelope, StreamId};
 
-use super::{Projection, ProjectionError, Rejected, Sinks, index_touched_streams};
-use crate::views::{self, CustomerView};
+use super::customers::customer_of;
+use super::{
+    About, Held, Projection, ProjectionError, Rejected, Shape, Sinks, Storage,
+    index_touched_streams, streams,
+};
+use crate::replay::ReplayError;
+use crate::replay::build::{Build, BuildOutcome, BuildTarget, DynBuild, IndexBuild};
+use crate::views::{self, CustomerView, Folded};
 use read_model::search_text::search_text;
 
-pub async fn apply(sinks: &Sinks, batch: &[EventEnvelope]) -> Result<Rejected, ProjectionError> {
-    let alias = sinks.targets.of(Projection::Search);
-    // A small batch is the live tail: make it searchable now (people search for what they
-    // just created). A large one is a catch-up, where one refresh a second is plenty and
-    // refreshing every batch would slow it down.
-    let refresh = batch.len() < REFRESH_BELOW;
-    index_touched_streams(sinks, batch, refresh, |_, _, _, events| {
-        Ok(views::fold(events)?
-            .last()
-            .map(|view| (action(alias, view), document(view)))
-            .into_iter()
-            .collect())
-    })
-    .await
+/// Customer search in Elasticsearch.
+#[derive(Debug, Clone, Copy)]
+pub struct Search;
+
+impl Projection for Search {
+    const ABOUT: About = About::new(
+        "search",
+        &[CustomerEvent::AGGREGATE],
+        Storage::Index(read_model::search::INDEX),
+        Shape::LatestPerStream,
+    );
+
+    async fn apply(
+        &self,
+        sinks: &Sinks,
+        batch: &[EventEnvelope],
+    ) -> Result<Rejected, ProjectionError> {
+        let alias = sinks.targets.of(self);
+        // A small batch is the live tail: make it searchable now (people search for what they
+        // just created). A large one is a catch-up, where one refresh a second is plenty and
+        // refreshing every batch would slow it down.
+        let refresh = batch.len() < REFRESH_BELOW;
+        index_touched_streams(sinks, batch, refresh, |_, _, _, events| {
+            Ok(views::fold(events)?
+                .last()
+                .map(|view| (action(alias, view), document(view)))
+                .into_iter()
+                .collect())
+        })
+        .await
+    }
+
+    async fn held(&self, sinks: &Sinks, tenant: &TenantId) -> Result<Vec<Held>, ProjectionError> {
+        streams::held_documents(sinks, self, tenant, "version", &["stream_id"]).await
+    }
+
+    fn builder(&self, target: BuildTarget) -> Box<dyn DynBuild> {
+        Box::new(SearchBuild(target.index_build()))
+    }
+
+    /// One document per customer, its id the customer's.
+    async fn forget(
+        &self,
+        sinks: &Sinks,
+        _tenant: &TenantId,
+        subject: &StreamId,
+    ) -> Result<u64, ProjectionError> {
+        let Some(customer) = customer_of(subject) else {
+            return Ok(0);
+        };
+        let index = sinks.targets.of(self);
+        Ok(streams::delete_documents(&sinks.es, index, &[customer.to_string()]).await?)
+    }
+}
+
+/// A rebuild: one document per customer, its last view, once the log is read.
+struct SearchBuild(IndexBuild);
+
+impl Build for SearchBuild {
+    fn reads_views(&self) -> bool {
+        true
+    }
+
+    async fn finish(&mut self, folded: &Folded) -> Result<BuildOutcome, ReplayError> {
+        for view in folded.views() {
+            let action = action(&self.0.index, view);
+            self.0.push(action, document(view)).await?;
+        }
+        Ok(self.0.finish().await?)
+    }
+
+    fn written_ids(&self) -> Option<&HashSet<String>> {
+        self.0.written_ids()
+    }
 }
 
 /// Batches smaller than this are refreshed at once.

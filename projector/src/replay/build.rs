@@ -1,150 +1,281 @@
-//! Folding the log into documents: every event read is handed to the builder of each
-//! projection being rebuilt. Customer streams are folded once, event by event, into their
-//! current views (shared by the customers, search and history builders); the history and
-//! audit documents are written as the log is read, the customers and search documents
-//! (latest state only) once it has been read to the end.
+//! Folding the log into documents. A rebuild hands every event read, in log order, to the
+//! [`Build`] of each projection being rebuilt (each projection's own, from
+//! [`crate::projections::Projection::builder`]). Customer streams are folded once, event by
+//! event, into their current views ([`Folded`]), shared by every build that reads them;
+//! builds write their documents as the log is read or, for latest-state projections, once
+//! it has been read to the end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashSet;
+use std::future::Future;
 
-use schemas::{CustomerEvent, DomainEvent, EventEnvelope, StreamId};
+use event_store::TenantId;
+use futures_util::future::BoxFuture;
+use schemas::EventEnvelope;
 use serde_json::Value;
+use sqlx::PgPool;
 
+use super::ReplayError;
 use super::writers::{BulkOutcome, BulkWriter};
-use crate::projections::{Projection, audit, history, search};
-use crate::views::{self, CustomerView};
-use read_model::es::EsError;
+use crate::projections::ProjectionRef;
+use crate::views::{Folded, ViewStep};
+use read_model::es::{Es, EsError};
 
-/// The builders of one rebuild.
-#[derive(Debug)]
-pub struct Builders {
-    /// Every customer stream's current view.
-    views: HashMap<StreamId, CustomerView>,
-    /// Streams with an event that does not decode (a projection skips them whole, as the
-    /// live projector parks them), with the reason.
-    pub undecodable: BTreeMap<StreamId, String>,
-    /// Events of other aggregates the audit projection cannot decode, with the reason.
-    pub undecodable_events: u64,
-    /// The Elasticsearch projections being built (search, history, audit), each into its
-    /// index.
-    pub indices: BTreeMap<Projection, EsBuild>,
-    /// Whether the PostgreSQL read model is rebuilt (it takes the views at the end).
-    pub customers: bool,
-    /// `external_gte` when rebuilding in place (same versions overwrite), else `external`.
-    version_type: &'static str,
+/// One projection being rebuilt: fed every event of the log (or of one tenant), then
+/// finished. Each projection writes its own with plain `async fn`s; the rebuild holds them
+/// as [`DynBuild`]s (implemented once for every `Build`).
+pub trait Build: Send {
+    /// Whether it reads the customer views the rebuild folds (once, for every build).
+    fn reads_views(&self) -> bool {
+        false
+    }
+
+    /// One event, in log order; `step`: the customer view it took from and to, when it
+    /// folded into one (and [`Build::reads_views`]).
+    /// (By default nothing: a latest-state build writes once the log is read.)
+    fn feed(
+        &mut self,
+        envelope: &EventEnvelope,
+        step: Option<&ViewStep<'_>>,
+    ) -> impl Future<Output = Result<(), ReplayError>> + Send {
+        let _ = (envelope, step);
+        async { Ok(()) }
+    }
+
+    /// After the last event: writes what is left, waits for every write, and says what it
+    /// came to. `folded`: every customer stream's last view.
+    fn finish(
+        &mut self,
+        folded: &Folded,
+    ) -> impl Future<Output = Result<BuildOutcome, ReplayError>> + Send;
+
+    /// The ids of the documents written, when repairing a tenant in place (its other
+    /// documents are strays to remove).
+    fn written_ids(&self) -> Option<&HashSet<String>> {
+        None
+    }
+}
+
+/// A [`Build`] behind a pointer.
+pub trait DynBuild: Send {
+    fn reads_views(&self) -> bool;
+
+    fn feed<'a>(
+        &'a mut self,
+        envelope: &'a EventEnvelope,
+        step: Option<&'a ViewStep<'a>>,
+    ) -> BoxFuture<'a, Result<(), ReplayError>>;
+
+    fn finish<'a>(
+        &'a mut self,
+        folded: &'a Folded,
+    ) -> BoxFuture<'a, Result<BuildOutcome, ReplayError>>;
+
+    fn written_ids(&self) -> Option<&HashSet<String>>;
+}
+
+impl<B: Build> DynBuild for B {
+    fn reads_views(&self) -> bool {
+        Build::reads_views(self)
+    }
+
+    fn feed<'a>(
+        &'a mut self,
+        envelope: &'a EventEnvelope,
+        step: Option<&'a ViewStep<'a>>,
+    ) -> BoxFuture<'a, Result<(), ReplayError>> {
+        Box::pin(Build::feed(self, envelope, step))
+    }
+
+    fn finish<'a>(
+        &'a mut self,
+        folded: &'a Folded,
+    ) -> BoxFuture<'a, Result<BuildOutcome, ReplayError>> {
+        Box::pin(Build::finish(self, folded))
+    }
+
+    fn written_ids(&self) -> Option<&HashSet<String>> {
+        Build::written_ids(self)
+    }
+}
+
+/// What a build writes into and how.
+#[derive(Debug, Clone)]
+pub struct BuildTarget {
+    /// The table or index written: a new generation's, or the live one in place.
+    pub name: String,
+    /// Repairing this one tenant in place: the same versions overwrite, and the tenant's
+    /// rows are replaced.
+    pub tenant: Option<TenantId>,
+    /// Read and fold, count, write nothing.
+    pub dry_run: bool,
+    pub es: Es,
+    pub bulk_docs: usize,
+    /// The owner role, for tables (`COPY`, in-place replacement).
+    pub owner: Option<PgPool>,
+}
+
+impl BuildTarget {
+    /// The owner role's pool (tables are built by the owner).
+    pub fn owner(&self) -> &PgPool {
+        self.owner
+            .as_ref()
+            .expect("a table is built through the owner role")
+    }
+
+    /// An index build: its bulk writer and version type.
+    pub fn index_build(&self) -> IndexBuild {
+        IndexBuild {
+            index: self.name.clone(),
+            writer: BulkWriter::new(
+                self.es.clone(),
+                self.bulk_docs,
+                !self.dry_run,
+                self.tenant.is_some(),
+            ),
+            version_type: if self.tenant.is_some() {
+                "external_gte"
+            } else {
+                "external"
+            },
+        }
+    }
 }
 
 /// An Elasticsearch projection being built: the index written and its writer.
 #[derive(Debug)]
-pub struct EsBuild {
+pub struct IndexBuild {
     pub index: String,
-    pub writer: BulkWriter,
+    writer: BulkWriter,
+    /// `external_gte` when rebuilding in place (same versions overwrite), else `external`.
+    version_type: &'static str,
+}
+
+impl IndexBuild {
+    /// Queues one document with its `index` action, versioned for this build.
+    pub async fn push(&mut self, mut action: Value, document: Value) -> Result<(), EsError> {
+        action["index"]["version_type"] = Value::from(self.version_type);
+        self.writer.push(action, document).await
+    }
+
+    /// Sends what is queued and waits for every request.
+    pub async fn finish(&mut self) -> Result<BuildOutcome, EsError> {
+        Ok(self.writer.finish().await?.into())
+    }
+
+    pub fn written_ids(&self) -> Option<&HashSet<String>> {
+        self.writer.ids()
+    }
+}
+
+/// What a build came to.
+#[derive(Debug, Default, Clone)]
+pub struct BuildOutcome {
+    /// Rows or documents written (or, in a dry run, that would be).
+    pub written: u64,
+    /// Refused by Elasticsearch for the document itself (mapping, size).
+    pub refused: u64,
+    pub first_refusal: Option<String>,
+    /// Events it could not use (they do not decode).
+    pub undecodable_events: u64,
+}
+
+impl From<BulkOutcome> for BuildOutcome {
+    fn from(outcome: BulkOutcome) -> Self {
+        Self {
+            written: outcome.written,
+            refused: outcome.refused,
+            first_refusal: outcome.first_refusal,
+            undecodable_events: 0,
+        }
+    }
+}
+
+/// The builds of one rebuild, and the customer fold they share.
+pub struct Builders {
+    builds: Vec<(ProjectionRef, Box<dyn DynBuild>)>,
+    reads_views: bool,
+    /// Every customer stream's current view, and the streams that do not decode (a
+    /// projection skips them whole, as the live projector parks them).
+    pub folded: Folded,
+}
+
+impl std::fmt::Debug for Builders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builders")
+            .field(
+                "builds",
+                &self
+                    .builds
+                    .iter()
+                    .map(|(p, _)| p.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Builders {
-    pub fn new(in_place: bool) -> Self {
+    /// Each projection's build, into its target.
+    pub fn new(builds: impl IntoIterator<Item = (ProjectionRef, BuildTarget)>) -> Self {
+        let builds: Vec<(ProjectionRef, Box<dyn DynBuild>)> = builds
+            .into_iter()
+            .map(|(projection, target)| (projection, projection.builder(target)))
+            .collect();
         Self {
-            views: HashMap::new(),
-            undecodable: BTreeMap::new(),
-            undecodable_events: 0,
-            indices: BTreeMap::new(),
-            customers: false,
-            version_type: if in_place { "external_gte" } else { "external" },
+            reads_views: builds.iter().any(|(_, build)| build.reads_views()),
+            builds,
+            folded: Folded::default(),
         }
-    }
-
-    fn folds_customers(&self) -> bool {
-        self.customers
-            || self.indices.contains_key(&Projection::Search)
-            || self.indices.contains_key(&Projection::History)
     }
 
     /// Feeds events, in log order (each stream's in version order).
-    pub async fn feed(&mut self, events: &[EventEnvelope]) -> Result<(), EsError> {
+    pub async fn feed(&mut self, events: &[EventEnvelope]) -> Result<(), ReplayError> {
         for envelope in events {
-            if let Some(audit_build) = self.indices.get_mut(&Projection::Audit) {
-                if Projection::Audit.check(envelope).is_ok() {
-                    let (mut action, document) = audit::document(&audit_build.index, envelope);
-                    action["index"]["version_type"] = Value::from(self.version_type);
-                    audit_build.writer.push(action, document).await?;
-                } else {
-                    self.undecodable_events += 1;
-                }
+            let next = if self.reads_views {
+                self.folded.next(envelope)
+            } else {
+                None
+            };
+            let step = next.as_ref().map(|next| ViewStep {
+                previous: self.folded.get(&envelope.stream_id),
+                next,
+            });
+            for (_, build) in &mut self.builds {
+                build.feed(envelope, step.as_ref()).await?;
             }
-            if envelope.stream_id.category() == CustomerEvent::AGGREGATE && self.folds_customers() {
-                self.fold(envelope).await?;
+            if let Some(next) = next {
+                self.folded.settle(envelope.stream_id.clone(), next);
             }
         }
         Ok(())
     }
 
-    async fn fold(&mut self, envelope: &EventEnvelope) -> Result<(), EsError> {
-        let stream = &envelope.stream_id;
-        if self.undecodable.contains_key(stream) {
-            return Ok(());
-        }
-        let previous = self.views.get(stream);
-        let next = match views::step(previous, envelope) {
-            Ok(Some(next)) => next,
-            // An event that cannot apply (nothing before a registration): the live
-            // projector's fold skips it the same way.
-            Ok(None) => return Ok(()),
-            Err(error) => {
-                self.undecodable.insert(
-                    stream.clone(),
-                    format!(
-                        "version {} ({} v{}): {error}",
-                        envelope.stream_version, envelope.event_type, envelope.schema_version
-                    ),
-                );
-                self.views.remove(stream);
-                return Ok(());
-            }
-        };
-        if let Some(history_build) = self.indices.get_mut(&Projection::History) {
-            let entry = views::history_entry(previous, &next, envelope);
-            let (mut action, document) = history::document(
-                &history_build.index,
-                envelope.tenant_id.as_str(),
-                stream.as_str(),
-                &entry,
-            );
-            action["index"]["version_type"] = Value::from(self.version_type);
-            history_build.writer.push(action, document).await?;
-        }
-        self.views.insert(stream.clone(), next);
-        Ok(())
-    }
-
-    /// After the last event: writes the search documents and waits for every write.
-    /// Returns the outcome per Elasticsearch projection.
-    pub async fn finish(&mut self) -> Result<Vec<(Projection, BulkOutcome)>, EsError> {
-        if let Some(search_build) = self.indices.get_mut(&Projection::Search) {
-            for view in self.views.values() {
-                let mut action = search::action(&search_build.index, view);
-                action["index"]["version_type"] = Value::from(self.version_type);
-                search_build
-                    .writer
-                    .push(action, search::document(view))
-                    .await?;
-            }
-        }
-        let mut outcomes = Vec::new();
-        for (projection, build) in &mut self.indices {
-            outcomes.push((*projection, build.writer.finish().await?));
+    /// After the last event: every build finishes. Returns the outcome per projection.
+    pub async fn finish(&mut self) -> Result<Vec<(ProjectionRef, BuildOutcome)>, ReplayError> {
+        let mut outcomes = Vec::with_capacity(self.builds.len());
+        for (projection, build) in &mut self.builds {
+            outcomes.push((*projection, build.finish(&self.folded).await?));
         }
         Ok(outcomes)
     }
 
-    /// The folded customers (for the PostgreSQL read model).
-    pub fn views(&self) -> Vec<&CustomerView> {
-        self.views.values().collect()
+    /// The builds, for what they wrote.
+    pub fn builds(&self) -> impl Iterator<Item = (ProjectionRef, &dyn DynBuild)> {
+        self.builds
+            .iter()
+            .map(|(projection, build)| (*projection, build.as_ref()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use schemas::{CustomerName, CustomerRegistered, EmailAddress, EventMetadata, Tags, TenantId};
+    use std::collections::BTreeMap;
+
+    use schemas::{
+        CustomerEvent, CustomerName, CustomerRegistered, DomainEvent, EmailAddress, EventMetadata,
+        StreamId, Tags, TenantId,
+    };
     use serde_json::json;
     use uuid::Uuid;
 
@@ -193,22 +324,26 @@ mod tests {
         )
     }
 
-    /// A dry run's builder: documents are counted, nothing is sent.
-    fn counting(es: &Es) -> EsBuild {
-        EsBuild {
-            index: "unused".to_owned(),
-            writer: BulkWriter::new(es.clone(), 2, false, false),
+    /// A dry run's target: documents are counted, nothing is sent.
+    fn counting(es: &Es) -> BuildTarget {
+        BuildTarget {
+            name: "unused".to_owned(),
+            tenant: None,
+            dry_run: true,
+            es: es.clone(),
+            bulk_docs: 2,
+            owner: None,
         }
     }
 
     #[tokio::test]
     async fn folds_both_archive_versions_and_skips_streams_that_do_not_decode() {
         let es = Es::new("http://127.0.0.1:1").unwrap();
-        let mut builders = Builders::new(false);
-        builders.customers = true;
-        for projection in [Projection::Search, Projection::History, Projection::Audit] {
-            builders.indices.insert(projection, counting(&es));
-        }
+        let mut builders = Builders::new(
+            crate::projections::registry::ALL
+                .iter()
+                .map(|&projection| (projection, counting(&es))),
+        );
 
         let (v1, v2, poisoned) = (
             StreamId::for_aggregate("customer", Uuid::now_v7()).unwrap(),
@@ -244,26 +379,30 @@ mod tests {
         ));
         builders.feed(&log).await.unwrap();
 
-        let views = builders.views();
+        let views = builders.folded.views();
         assert_eq!(views.len(), 2, "the poisoned stream has no view");
         assert!(views.iter().all(|v| v.archived && v.version == 2));
-        let reason = &builders.undecodable[&poisoned];
+        let reason = &builders.folded.undecodable[&poisoned];
         assert!(
             reason.starts_with("version 2 (CustomerTeleported v1)"),
             "{reason}"
         );
-        assert_eq!(
-            builders.undecodable_events, 1,
-            "audit skips only the unknown event"
-        );
-
-        let outcomes: BTreeMap<&str, u64> = builders
+        let outcomes: BTreeMap<&str, BuildOutcome> = builders
             .finish()
             .await
             .unwrap()
             .into_iter()
-            .map(|(p, o)| (p.name(), o.written))
+            .map(|(p, o)| (p.name(), o))
             .collect();
+        assert_eq!(
+            outcomes["audit"].undecodable_events, 1,
+            "audit skips only the unknown event"
+        );
+        let outcomes: BTreeMap<&str, u64> = outcomes
+            .into_iter()
+            .map(|(name, outcome)| (name, outcome.written))
+            .collect();
+        assert_eq!(outcomes["customers"], 2, "the poisoned stream has no row");
         assert_eq!(outcomes["search"], 2);
         assert_eq!(
             outcomes["history"], 5,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use event_store::{LogPosition, TenantId};
 use schemas::EventEnvelope;
 
-use crate::projections::{self, Projection, ProjectionError, Sinks};
+use crate::projections::{ProjectionError, ProjectionRef, Sinks};
 
 /// How far a catch-up got.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,7 +26,7 @@ const PAGE: u32 = 2000;
 /// log stood when, for choosing the retirement position.
 pub async fn catch_up(
     sinks: &Sinks,
-    projections: &[Projection],
+    projections: &[ProjectionRef],
     from: LogPosition,
     tenant: Option<&TenantId>,
     trail: &mut Trail,
@@ -58,7 +58,7 @@ pub async fn catch_up(
                 .cloned()
                 .partition(|e| projection.check(e).is_ok());
             caught_up.rejected += unusable.len() as u64;
-            let rejected = projections::apply(*projection, sinks, &usable).await?;
+            let rejected = projection.apply(sinks, &usable).await?;
             caught_up.rejected += rejected.len() as u64;
         }
         trail.record(caught_up.position);
@@ -72,7 +72,7 @@ pub async fn catch_up(
 /// for the moment of the swap is as small as a single pass (at most `passes` passes).
 pub async fn catch_up_closely(
     sinks: &Sinks,
-    projections: &[Projection],
+    projections: &[ProjectionRef],
     from: LogPosition,
     trail: &mut Trail,
 ) -> Result<CaughtUp, ProjectionError> {

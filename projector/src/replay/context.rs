@@ -9,9 +9,10 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::ReplayError;
+use super::build::BuildTarget;
 use super::verify::Verifier;
 use crate::config::ProjectorConfig;
-use crate::projections::{Projection, Sinks};
+use crate::projections::{ProjectionRef, Sinks};
 
 /// Everything a replay talks to.
 #[derive(Debug, Clone)]
@@ -52,6 +53,13 @@ impl Context {
             .expect("connected as the owner for the read model")
     }
 
+    /// Whether any of `projections` lives in a table (replaying it takes the owner role).
+    pub fn writes_tables(projections: &[ProjectionRef]) -> bool {
+        projections
+            .iter()
+            .any(|p| matches!(p.storage(), crate::projections::Storage::Table(_)))
+    }
+
     pub fn prefix(&self) -> &str {
         &self.config.index_prefix
     }
@@ -60,11 +68,27 @@ impl Context {
         Sinks::live(self.store.clone(), self.es.clone(), self.prefix())
     }
 
+    /// Where a projection's build writes: `name`, for one tenant in place or a new
+    /// generation.
+    pub fn build_target(
+        &self,
+        name: String,
+        tenant: Option<event_store::TenantId>,
+        dry_run: bool,
+    ) -> BuildTarget {
+        BuildTarget {
+            name,
+            tenant,
+            dry_run,
+            es: self.es.clone(),
+            bulk_docs: self.config.replay_bulk_docs,
+            owner: self.owner.clone(),
+        }
+    }
+
     pub fn verifier(&self) -> Verifier {
         Verifier {
-            store: self.store.clone(),
-            es: self.es.clone(),
-            index_prefix: self.prefix().to_owned(),
+            sinks: self.live_sinks(),
             attempts: self.config.verify_attempts,
             pause: Duration::from_secs(1),
         }
@@ -81,7 +105,7 @@ pub struct ReplayLock {
 impl ReplayLock {
     pub async fn take(
         config: &ProjectorConfig,
-        projections: &[Projection],
+        projections: &[ProjectionRef],
     ) -> Result<Self, ReplayError> {
         let mut connection = PgConnection::connect(config.database_url.expose()).await?;
         for projection in projections {

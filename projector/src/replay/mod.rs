@@ -22,8 +22,13 @@
 //! - [`verify`]: per-tenant count and checksum against the store.
 //! - [`progress`]: a bar on a terminal, lines elsewhere.
 //!
-//! Which projections exist, and where each lives, is [`Projection`]'s to say (the one
-//! registry); nothing here matches on projection names.
+//! Which projections exist is [`registry`](crate::projections::registry)'s to say, and how
+//! each is built, verified and where it lives is its [`Projection`]'s; nothing here names a
+//! projection. What differs here is where a projection lives ([`Storage`]: a table or an
+//! index), never which one it is.
+//!
+//! [`Projection`]: crate::projections::Projection
+//! [`Storage`]: crate::projections::Storage
 
 pub mod build;
 pub mod catch_up;
@@ -50,7 +55,7 @@ use self::context::{Context, ReplayLock};
 use self::progress::ProgressMode;
 use self::verify::Verification;
 use crate::config::ProjectorConfig;
-use crate::projections::{Projection, ProjectionError};
+use crate::projections::{ProjectionError, ProjectionRef, registry};
 
 pub use self::report::{ReplayReport, RollbackReport, Swap};
 pub use self::rollback::rollback;
@@ -76,7 +81,7 @@ pub enum ReplayError {
 /// What to rebuild.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
-    pub projections: Vec<Projection>,
+    pub projections: Vec<ProjectionRef>,
     pub tenant: Option<TenantId>,
     /// Read and fold everything, write nothing.
     pub dry_run: bool,
@@ -91,14 +96,14 @@ pub async fn replay(
     options: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
-    let writes_table = options.projections.contains(&Projection::Customers) && !options.dry_run;
+    let writes_table = Context::writes_tables(&options.projections) && !options.dry_run;
     let context = Context::connect(config, writes_table).await?;
     let _lock = if options.dry_run {
         None
     } else {
         Some(ReplayLock::take(config, &options.projections).await?)
     };
-    ensure_layout(&context.es, context.prefix()).await?;
+    ensure_layout(&context.es, context.prefix(), &registry::index_kinds()).await?;
     let mut report = ReplayReport {
         projections: options.projections.iter().map(|p| p.name()).collect(),
         tenant: options.tenant.as_ref().map(ToString::to_string),
@@ -139,7 +144,7 @@ pub async fn replay(
 
 pub(crate) async fn verify_all(
     context: &Context,
-    projections: &[Projection],
+    projections: &[ProjectionRef],
     tenant: Option<&TenantId>,
 ) -> Result<Vec<Verification>, ReplayError> {
     let verifier = context.verifier();
@@ -153,7 +158,7 @@ pub(crate) async fn verify_all(
 /// `projector verify`: the verification of a replay, on its own.
 pub async fn verify(
     config: &ProjectorConfig,
-    projections: &[Projection],
+    projections: &[ProjectionRef],
     tenant: Option<&TenantId>,
 ) -> Result<Vec<Verification>, ReplayError> {
     let context = Context::connect(config, false).await?;

@@ -5,19 +5,17 @@
 use std::time::Duration;
 
 use event_store::{EventStore, LogPosition};
-use read_model::IndexKind;
 use schemas::EventEnvelope;
 use tokio::sync::mpsc;
 
-use super::build::{Builders, EsBuild};
+use super::build::Builders;
 use super::catch_up::{Trail, catch_up, catch_up_closely};
 use super::context::Context;
 use super::generation::{self, Retired};
 use super::progress::Progress;
 use super::report::{ReplayReport, Swap};
-use super::writers::{self, BulkWriter};
 use super::{ReplayError, ReplayOptions, indices, tables, verify_all};
-use crate::projections::{Projection, Storage};
+use crate::projections::{ProjectionRef, Storage};
 
 /// A page of the log and where it ends.
 type Page = (Vec<EventEnvelope>, LogPosition);
@@ -44,11 +42,11 @@ async fn read_log(
     }
 }
 
-/// What a full rebuild is writing into, for the swap or, on failure, the clean-up.
+/// What a full rebuild is writing into (each projection's new generation), for the swap
+/// or, on failure, the clean-up.
 #[derive(Debug, Default)]
 struct BuildTargets {
-    table: Option<String>,
-    indices: Vec<(Projection, IndexKind, String)>,
+    created: Vec<(ProjectionRef, String)>,
 }
 
 pub async fn rebuild_all(
@@ -67,43 +65,31 @@ pub async fn rebuild_all(
     let progress = Progress::new(options.progress, label, total);
     let generation = generation::new_name();
     let mut targets = BuildTargets::default();
-    let mut builders = Builders::new(false);
     let outcome = async {
-        for projection in &options.projections {
-            match projection.storage() {
-                Storage::Table => {
-                    builders.customers = true;
-                    if !options.dry_run {
-                        targets.table =
-                            Some(tables::create_build_table(context.owner(), &generation).await?);
-                    }
+        let mut builds = Vec::new();
+        for &projection in &options.projections {
+            let name = match projection.storage() {
+                Storage::Table(live) if options.dry_run => tables::table_of(live, &generation),
+                Storage::Table(live) => {
+                    tables::create_build_table(context.owner(), live, &generation).await?
+                }
+                Storage::Index(kind) if options.dry_run => {
+                    kind.index(context.prefix(), &generation)
                 }
                 Storage::Index(kind) => {
-                    let index = if options.dry_run {
-                        kind.index(context.prefix(), &generation)
-                    } else {
-                        indices::create_build_index(
-                            &context.es,
-                            kind,
-                            context.prefix(),
-                            &generation,
-                        )
+                    indices::create_build_index(&context.es, kind, context.prefix(), &generation)
                         .await?
-                    };
-                    targets.indices.push((*projection, kind, index.clone()));
-                    let build = EsBuild {
-                        index,
-                        writer: BulkWriter::new(
-                            context.es.clone(),
-                            context.config.replay_bulk_docs,
-                            !options.dry_run,
-                            false,
-                        ),
-                    };
-                    builders.indices.insert(*projection, build);
                 }
+            };
+            if !options.dry_run {
+                targets.created.push((projection, name.clone()));
             }
+            builds.push((
+                projection,
+                context.build_target(name, None, options.dry_run),
+            ));
         }
+        let mut builders = Builders::new(builds);
 
         // Read and fold, the reader a page ahead.
         let mut trail = Trail::default();
@@ -118,62 +104,49 @@ pub async fn rebuild_all(
         let end = reader.await.expect("the log reader does not panic")?;
         progress.phase("writing the last documents");
         finish_builders(&mut builders, report).await?;
-        if builders.customers {
-            let views = builders.views();
-            let written = match &targets.table {
-                Some(table) => {
-                    let mut conn = context.owner().acquire().await?;
-                    writers::copy_views(&mut conn, table, &views).await?
-                }
-                None => views.len() as u64,
-            };
-            report
-                .documents_written
-                .insert(Projection::Customers.name(), written);
-        }
         if options.dry_run {
             return Ok(());
         }
 
         progress.phase("restoring index settings");
-        if let Some(table) = &targets.table {
-            tables::finish_build_table(context.owner(), table).await?;
-        }
-        for (_, kind, index) in &targets.indices {
-            indices::finish_build_index(&context.es, *kind, index).await?;
+        for (projection, name) in &targets.created {
+            match projection.storage() {
+                Storage::Table(live) => {
+                    tables::finish_build_table(context.owner(), live, name).await?
+                }
+                Storage::Index(kind) => {
+                    indices::finish_build_index(&context.es, kind, name).await?
+                }
+            }
         }
 
         progress.phase("catching up before the swap");
         let mut build_sinks = context.live_sinks();
-        if let Some(table) = &targets.table {
-            build_sinks
-                .targets
-                .set(Projection::Customers, table.clone());
-        }
-        for (projection, _, index) in &targets.indices {
-            build_sinks.targets.set(*projection, index.clone());
+        for (projection, name) in &targets.created {
+            build_sinks.targets.set(*projection, name.clone());
         }
         let before = catch_up_closely(&build_sinks, &options.projections, end, &mut trail).await?;
-        for (_, _, index) in &targets.indices {
-            context.es.refresh(index).await?;
+        for (projection, name) in &targets.created {
+            if projection.index_kind().is_some() {
+                context.es.refresh(name).await?;
+            }
         }
 
         progress.phase("swapping");
         let retired = Retired::at(trail.before(RETIREMENT_MARGIN));
-        if let Some(table) = targets.table.take() {
-            let old = tables::swap(context.owner(), &table, retired).await?;
-            report.swaps.push(Swap {
-                projection: Projection::Customers.name(),
-                retired: vec![old],
-                in_service: table,
-            });
-        }
-        for (projection, kind, index) in std::mem::take(&mut targets.indices) {
-            let old = indices::swap(&context.es, kind, context.prefix(), &index, retired).await?;
+        for (projection, name) in std::mem::take(&mut targets.created) {
+            let old = match projection.storage() {
+                Storage::Table(live) => {
+                    vec![tables::swap(context.owner(), live, &name, retired).await?]
+                }
+                Storage::Index(kind) => {
+                    indices::swap(&context.es, kind, context.prefix(), &name, retired).await?
+                }
+            };
             report.swaps.push(Swap {
                 projection: projection.name(),
                 retired: old,
-                in_service: index,
+                in_service: name,
             });
         }
 
@@ -225,42 +198,46 @@ pub(super) async fn finish_builders(
         if report.first_refusal.is_none() {
             report.first_refusal = outcome.first_refusal;
         }
+        report.undecodable_events += outcome.undecodable_events;
     }
-    record_undecodable(builders, report);
-    Ok(())
-}
-
-fn record_undecodable(builders: &Builders, report: &mut ReplayReport) {
-    report.undecodable_stream_count = builders.undecodable.len() as u64;
-    report.undecodable_streams = builders
-        .undecodable
+    let undecodable = &builders.folded.undecodable;
+    report.undecodable_stream_count = undecodable.len() as u64;
+    report.undecodable_streams = undecodable
         .iter()
         .take(10)
         .map(|(stream, reason)| format!("{stream}: {reason}"))
         .collect();
-    report.undecodable_events = builders.undecodable_events;
+    Ok(())
 }
 
 /// Removes what a failed rebuild had created (best effort: pruning removes leftovers).
 async fn discard(context: &Context, targets: BuildTargets) {
-    if let Some(table) = targets.table
-        && let Err(error) = tables::drop_table(context.owner(), &table).await
-    {
-        tracing::warn!(%error, table, "could not drop the unfinished table");
-    }
-    for (_, _, index) in targets.indices {
-        if let Err(error) = indices::delete_index(&context.es, &index).await {
-            tracing::warn!(%error, index, "could not delete the unfinished index");
+    for (projection, name) in targets.created {
+        let removed = match projection.storage() {
+            Storage::Table(live) => tables::drop_table(context.owner(), live, &name)
+                .await
+                .map_err(|e| e.to_string()),
+            Storage::Index(_) => indices::delete_index(&context.es, &name)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(error) = removed {
+            tracing::warn!(%error, target = name, "could not remove the unfinished build");
         }
     }
 }
 
-async fn prune(context: &Context, projections: &[Projection]) -> Result<Vec<String>, ReplayError> {
+async fn prune(
+    context: &Context,
+    projections: &[ProjectionRef],
+) -> Result<Vec<String>, ReplayError> {
     let keep = context.config.replay_keep;
     let mut pruned = Vec::new();
     for projection in projections {
         match projection.storage() {
-            Storage::Table => pruned.extend(tables::prune(context.owner(), keep).await?),
+            Storage::Table(live) => {
+                pruned.extend(tables::prune(context.owner(), live, keep).await?)
+            }
             Storage::Index(kind) => {
                 pruned.extend(indices::prune(&context.es, kind, context.prefix(), keep).await?);
             }

@@ -11,22 +11,22 @@ use super::generation::Retired;
 use super::report::{RollbackReport, Swap};
 use super::{ReplayError, indices, tables, verify_all};
 use crate::config::ProjectorConfig;
-use crate::projections::{Projection, Storage};
+use crate::projections::{ProjectionRef, Storage};
 
 /// Puts the most recently retired generation of each projection back into service and
 /// catches it up from where it was retired.
 pub async fn rollback(
     config: &ProjectorConfig,
-    projections: &[Projection],
+    projections: &[ProjectionRef],
 ) -> Result<RollbackReport, ReplayError> {
     let started = Instant::now();
-    let context = Context::connect(config, projections.contains(&Projection::Customers)).await?;
+    let context = Context::connect(config, Context::writes_tables(projections)).await?;
     let _lock = ReplayLock::take(config, projections).await?;
     // Every projection's target first: either all roll back or none does.
     let mut targets = Vec::new();
     for projection in projections {
         let target = match projection.storage() {
-            Storage::Table => tables::rollback_target(context.owner()).await?,
+            Storage::Table(live) => tables::rollback_target(context.owner(), live).await?,
             Storage::Index(kind) => {
                 indices::rollback_target(&context.es, kind, context.prefix()).await?
             }
@@ -43,7 +43,9 @@ pub async fn rollback(
         // everything since then went into it, so catching it up from there is complete.
         let leaving = Retired::at(retired.position());
         let old = match projection.storage() {
-            Storage::Table => vec![tables::swap(context.owner(), &target, leaving).await?],
+            Storage::Table(live) => {
+                vec![tables::swap(context.owner(), live, &target, leaving).await?]
+            }
             Storage::Index(kind) => {
                 indices::swap(&context.es, kind, context.prefix(), &target, leaving).await?
             }

@@ -1,5 +1,6 @@
-//! PostgreSQL generations of the read model: `customer_views` in service, the table being
-//! built `customer_views_<generation>`, and retired ones under their generation's name.
+//! PostgreSQL generations of a projection's table: `<live>` (e.g. `customer_views`) in
+//! service, the table being built `<live>_<generation>`, and retired ones under their
+//! generation's name.
 //! Built by the owner role (the app role may not create tables) without row-level security
 //! (COPY refuses tables with it), which is then copied from the live table with its
 //! policies and grants before the swap: two renames in one transaction.
@@ -9,10 +10,8 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use super::generation::{GenerationMeta, Retired, beyond_keep};
 use crate::projections::customers::is_plain_identifier;
 
-const LIVE: &str = read_model::customers::TABLE;
-
-pub fn table_of(generation: &str) -> String {
-    format!("{LIVE}_{generation}")
+pub fn table_of(live: &str, generation: &str) -> String {
+    format!("{live}_{generation}")
 }
 
 async fn execute(conn: &mut PgConnection, statement: String) -> Result<(), sqlx::Error> {
@@ -23,8 +22,12 @@ async fn execute(conn: &mut PgConnection, statement: String) -> Result<(), sqlx:
 }
 
 /// Creates the empty table a rebuild writes into, shaped like the live one.
-pub async fn create_build_table(pool: &PgPool, generation: &str) -> Result<String, sqlx::Error> {
-    let table = table_of(generation);
+pub async fn create_build_table(
+    pool: &PgPool,
+    live: &str,
+    generation: &str,
+) -> Result<String, sqlx::Error> {
+    let table = table_of(live, generation);
     assert!(
         is_plain_identifier(&table),
         "generation names are Chronicle's own"
@@ -33,7 +36,7 @@ pub async fn create_build_table(pool: &PgPool, generation: &str) -> Result<Strin
     // Columns, defaults, constraints and indexes; not policies or grants (added at finish).
     execute(
         &mut conn,
-        format!("CREATE TABLE {table} (LIKE {LIVE} INCLUDING ALL)"),
+        format!("CREATE TABLE {table} (LIKE {live} INCLUDING ALL)"),
     )
     .await?;
     set_meta(
@@ -49,12 +52,12 @@ pub async fn create_build_table(pool: &PgPool, generation: &str) -> Result<Strin
 }
 
 /// Gives a loaded table the live table's row-level security, policies and grants.
-pub async fn finish_build_table(pool: &PgPool, table: &str) -> Result<(), sqlx::Error> {
+pub async fn finish_build_table(pool: &PgPool, live: &str, table: &str) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let flags = sqlx::query(
         "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = $1::regclass",
     )
-    .bind(LIVE)
+    .bind(live)
     .fetch_one(&mut *tx)
     .await?;
     if flags.get::<bool, _>(0) {
@@ -77,7 +80,7 @@ pub async fn finish_build_table(pool: &PgPool, table: &str) -> Result<(), sqlx::
                 qual, with_check
          FROM pg_policies WHERE schemaname = current_schema() AND tablename = $1",
     )
-    .bind(LIVE)
+    .bind(live)
     .fetch_all(&mut *tx)
     .await?;
     for policy in policies {
@@ -101,7 +104,7 @@ pub async fn finish_build_table(pool: &PgPool, table: &str) -> Result<(), sqlx::
          WHERE table_schema = current_schema() AND table_name = $1 AND grantee <> current_user
          GROUP BY grantee",
     )
-    .bind(LIVE)
+    .bind(live)
     .fetch_all(&mut *tx)
     .await?;
     for grant in grants {
@@ -117,14 +120,19 @@ pub async fn finish_build_table(pool: &PgPool, table: &str) -> Result<(), sqlx::
     execute(&mut conn, format!("ANALYZE {table}")).await
 }
 
-/// Renames `table` to `customer_views` and the live table to its generation's name, in one
+/// Renames `table` to `live` and the live table to its generation's name, in one
 /// transaction; the one swapped out is marked retired. Retries while readers hold locks
 /// (a short lock timeout keeps the swap from queueing every reader behind it).
-pub async fn swap(pool: &PgPool, table: &str, retired: Retired) -> Result<String, sqlx::Error> {
+pub async fn swap(
+    pool: &PgPool,
+    live: &str,
+    table: &str,
+    retired: Retired,
+) -> Result<String, sqlx::Error> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match try_swap(pool, table, retired).await {
+        match try_swap(pool, live, table, retired).await {
             Err(sqlx::Error::Database(error))
                 if error.code().as_deref() == Some("55P03") && attempt < 20 =>
             {
@@ -135,35 +143,43 @@ pub async fn swap(pool: &PgPool, table: &str, retired: Retired) -> Result<String
     }
 }
 
-async fn try_swap(pool: &PgPool, table: &str, retired: Retired) -> Result<String, sqlx::Error> {
+async fn try_swap(
+    pool: &PgPool,
+    live: &str,
+    table: &str,
+    retired: Retired,
+) -> Result<String, sqlx::Error> {
     let mut tx = pool.begin().await?;
     execute(&mut tx, "SET LOCAL lock_timeout = '2s'".to_owned()).await?;
-    let mut live_meta = meta_of(&mut tx, LIVE).await?;
-    let retired_table = table_of(&live_meta.generation);
-    let mut new_meta = meta_of(&mut tx, table).await?;
+    let mut live_meta = meta_of(&mut tx, live, live).await?;
+    let retired_table = table_of(live, &live_meta.generation);
+    let mut new_meta = meta_of(&mut tx, live, table).await?;
     execute(
         &mut tx,
-        format!("ALTER TABLE {LIVE} RENAME TO {retired_table}"),
+        format!("ALTER TABLE {live} RENAME TO {retired_table}"),
     )
     .await?;
-    execute(&mut tx, format!("ALTER TABLE {table} RENAME TO {LIVE}")).await?;
+    execute(&mut tx, format!("ALTER TABLE {table} RENAME TO {live}")).await?;
     live_meta.retired = Some(retired);
     set_meta(&mut tx, &retired_table, &live_meta).await?;
     new_meta.retired = None;
-    set_meta(&mut tx, LIVE, &new_meta).await?;
+    set_meta(&mut tx, live, &new_meta).await?;
     tx.commit().await?;
     Ok(retired_table)
 }
 
 /// Every generation's table but the live one, with its record.
-pub async fn generations(pool: &PgPool) -> Result<Vec<(String, GenerationMeta)>, sqlx::Error> {
+pub async fn generations(
+    pool: &PgPool,
+    live: &str,
+) -> Result<Vec<(String, GenerationMeta)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT c.relname::text, obj_description(c.oid, 'pg_class')
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname LIKE $1
          ORDER BY c.relname",
     )
-    .bind(format!("{LIVE}\\_%"))
+    .bind(format!("{live}\\_%"))
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -174,7 +190,7 @@ pub async fn generations(pool: &PgPool) -> Result<Vec<(String, GenerationMeta)>,
             let meta = comment
                 .and_then(|c| serde_json::from_str(&c).ok())
                 .unwrap_or_else(|| GenerationMeta {
-                    generation: table.trim_start_matches(&format!("{LIVE}_")).to_owned(),
+                    generation: table.trim_start_matches(&format!("{live}_")).to_owned(),
                     retired: None,
                 });
             (table, meta)
@@ -183,8 +199,11 @@ pub async fn generations(pool: &PgPool) -> Result<Vec<(String, GenerationMeta)>,
 }
 
 /// The most recently retired table: where a rollback goes.
-pub async fn rollback_target(pool: &PgPool) -> Result<Option<(String, Retired)>, sqlx::Error> {
-    Ok(generations(pool)
+pub async fn rollback_target(
+    pool: &PgPool,
+    live: &str,
+) -> Result<Option<(String, Retired)>, sqlx::Error> {
+    Ok(generations(pool, live)
         .await?
         .into_iter()
         .filter_map(|(table, meta)| meta.retired.map(|retired| (table, retired)))
@@ -192,26 +211,30 @@ pub async fn rollback_target(pool: &PgPool) -> Result<Option<(String, Retired)>,
 }
 
 /// Drops retired tables beyond the `keep` most recent (and failed builds). Returns them.
-pub async fn prune(pool: &PgPool, keep: usize) -> Result<Vec<String>, sqlx::Error> {
-    let retired = generations(pool)
+pub async fn prune(pool: &PgPool, live: &str, keep: usize) -> Result<Vec<String>, sqlx::Error> {
+    let retired = generations(pool, live)
         .await?
         .into_iter()
         .map(|(table, meta)| (table, meta.retired.map(|r| r.at_ms)))
         .collect();
     let doomed = beyond_keep(retired, keep);
     for table in &doomed {
-        drop_table(pool, table).await?;
+        drop_table(pool, live, table).await?;
     }
     Ok(doomed)
 }
 
-pub async fn drop_table(pool: &PgPool, table: &str) -> Result<(), sqlx::Error> {
-    assert!(is_plain_identifier(table) && table != LIVE);
+pub async fn drop_table(pool: &PgPool, live: &str, table: &str) -> Result<(), sqlx::Error> {
+    assert!(is_plain_identifier(table) && table != live);
     let mut conn = pool.acquire().await?;
     execute(&mut conn, format!("DROP TABLE IF EXISTS {table}")).await
 }
 
-async fn meta_of(conn: &mut PgConnection, table: &str) -> Result<GenerationMeta, sqlx::Error> {
+async fn meta_of(
+    conn: &mut PgConnection,
+    live: &str,
+    table: &str,
+) -> Result<GenerationMeta, sqlx::Error> {
     let comment: Option<String> =
         sqlx::query_scalar("SELECT obj_description($1::regclass, 'pg_class')")
             .bind(table)
@@ -220,10 +243,10 @@ async fn meta_of(conn: &mut PgConnection, table: &str) -> Result<GenerationMeta,
     Ok(comment
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_else(|| GenerationMeta {
-            generation: if table == LIVE {
+            generation: if table == live {
                 "v1".to_owned()
             } else {
-                table.trim_start_matches(&format!("{LIVE}_")).to_owned()
+                table.trim_start_matches(&format!("{live}_")).to_owned()
             },
             retired: None,
         }))

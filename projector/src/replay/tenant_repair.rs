@@ -3,20 +3,19 @@
 //! removed, its read-model rows replaced in one transaction; then a catch-up from a horizon
 //! taken before the read, and verification of that tenant. Other tenants are not written.
 
-use event_store::{TenantId, TenantTransaction};
+use event_store::TenantId;
 use read_model::indices::ensure_tenant_aliases;
 use read_model::{Es, EsError};
 use serde_json::json;
 
-use super::build::{Builders, EsBuild};
+use super::build::Builders;
 use super::catch_up::{Trail, catch_up};
 use super::context::Context;
 use super::progress::Progress;
 use super::rebuild::finish_builders;
 use super::report::ReplayReport;
-use super::writers::{self, BulkWriter};
 use super::{ReplayError, ReplayOptions, verify_all};
-use crate::projections::{Projection, Storage};
+use crate::projections::streams;
 
 pub async fn rebuild_tenant(
     context: &Context,
@@ -43,67 +42,40 @@ pub async fn rebuild_tenant(
     report.events_read = events.len() as u64;
     progress.advance(events.len() as u64);
 
-    let mut builders = Builders::new(true);
-    for projection in &options.projections {
-        match projection.storage() {
-            Storage::Table => builders.customers = true,
-            Storage::Index(_) => {
-                let build = EsBuild {
-                    index: projection.live_target(context.prefix()),
-                    writer: BulkWriter::new(
-                        context.es.clone(),
-                        context.config.replay_bulk_docs,
-                        !options.dry_run,
-                        true,
-                    ),
-                };
-                builders.indices.insert(*projection, build);
-            }
-        }
-    }
+    let mut builders = Builders::new(options.projections.iter().map(|&projection| {
+        let live = projection.live_target(context.prefix());
+        (
+            projection,
+            context.build_target(live, Some(tenant.clone()), options.dry_run),
+        )
+    }));
     for chunk in events.chunks(5000) {
         builders.feed(chunk).await?;
     }
     finish_builders(&mut builders, report).await?;
-    if builders.customers {
-        let views = builders.views();
-        let written = if options.dry_run {
-            views.len() as u64
-        } else {
-            // The owner role, scoped to the tenant like any writer: row-level security
-            // confines the replacement to its rows.
-            let mut tx = TenantTransaction::begin(context.owner(), tenant).await?;
-            let written = writers::replace_tenant_views(
-                tx.connection(),
-                read_model::customers::TABLE,
-                &views,
-            )
-            .await?;
-            tx.commit().await?;
-            written
-        };
-        report
-            .documents_written
-            .insert(Projection::Customers.name(), written);
-    }
     if options.dry_run {
         progress.finish();
         return Ok(());
     }
 
     progress.phase("removing stray documents");
-    for build in builders.indices.values() {
-        context.es.refresh(&build.index).await?;
-        let written = build.writer.ids().cloned().unwrap_or_default();
-        let strays: Vec<String> = tenant_document_ids(&context.es, &build.index, tenant, read_to)
+    let mut repaired_indices = false;
+    for (projection, build) in builders.builds() {
+        if projection.index_kind().is_none() {
+            continue;
+        }
+        repaired_indices = true;
+        let index = projection.live_target(context.prefix());
+        context.es.refresh(&index).await?;
+        let written = build.written_ids().cloned().unwrap_or_default();
+        let strays: Vec<String> = tenant_document_ids(&context.es, &index, tenant, read_to)
             .await?
             .into_iter()
             .filter(|id| !written.contains(id))
             .collect();
-        report.strays_deleted +=
-            writers::delete_documents(&context.es, &build.index, &strays).await?;
+        report.strays_deleted += streams::delete_documents(&context.es, &index, &strays).await?;
     }
-    if builders.indices.contains_key(&Projection::Audit) {
+    if repaired_indices {
         ensure_tenant_aliases(&context.es, context.prefix(), tenant.as_str()).await?;
     }
 

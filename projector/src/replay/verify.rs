@@ -12,15 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use event_store::{EventStore, TenantId};
-use schemas::{CustomerEvent, DomainEvent};
+use event_store::TenantId;
+use schemas::AGGREGATE_NAMES;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::Row;
 
-use crate::projections::{Projection, ProjectionError};
-use read_model::indices::IndexKind;
-use read_model::{Es, EsError};
+use crate::projections::{ProjectionError, ProjectionRef, Shape, Sinks};
 
 /// A count and a checksum of (stream, version) pairs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -134,9 +131,8 @@ impl Verification {
 /// What verification reads.
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    pub store: EventStore,
-    pub es: Es,
-    pub index_prefix: String,
+    /// The live targets, read as readers read them.
+    pub sinks: Sinks,
     pub attempts: u32,
     pub pause: Duration,
 }
@@ -146,13 +142,13 @@ impl Verifier {
     /// Elasticsearch, every tenant with documents).
     pub async fn verify(
         &self,
-        projection: Projection,
+        projection: ProjectionRef,
         tenant: Option<&TenantId>,
     ) -> Result<Verification, ProjectionError> {
+        let store = &self.sinks.store;
         let mut tenants: BTreeSet<TenantId> = match tenant {
             Some(tenant) => BTreeSet::from([tenant.clone()]),
-            None => self
-                .store
+            None => store
                 .tenants_with_events()
                 .await?
                 .into_iter()
@@ -169,15 +165,19 @@ impl Verifier {
             if attempt > 1 {
                 tokio::time::sleep(self.pause).await;
             }
-            if let Some(kind) = projection.index_kind() {
-                self.es.refresh(&kind.alias(&self.index_prefix)).await.ok();
+            if projection.index_kind().is_some() {
+                self.sinks
+                    .es
+                    .refresh(self.sinks.targets.of(projection))
+                    .await
+                    .ok();
             }
             let mut still = Vec::new();
             for tenant in pending {
                 let horizon = match horizons.get(&tenant) {
                     Some(horizon) => *horizon,
                     None => {
-                        let mut tx = self.store.begin(&tenant).await?;
+                        let mut tx = store.begin(&tenant).await?;
                         let horizon = tx.last_position().await?;
                         tx.commit().await?;
                         horizons.insert(tenant.clone(), horizon);
@@ -204,18 +204,27 @@ impl Verifier {
 
     async fn check(
         &self,
-        projection: Projection,
+        projection: ProjectionRef,
         tenant: &TenantId,
         horizon: u64,
     ) -> Result<TenantCheck, ProjectionError> {
-        let held = self.projection_entries(projection, tenant).await?;
-        let mut tx = self.store.begin(tenant).await?;
-        let category = (projection != Projection::Audit).then_some(CustomerEvent::AGGREGATE);
-        let logged = tx.logged_events(category).await?;
+        let held = projection.held(&self.sinks, tenant).await?;
+        let mut tx = self.sinks.store.begin(tenant).await?;
+        // The events of the aggregates the projection reads: one category is filtered by
+        // the store, several in memory.
+        let aggregates = projection.aggregates();
+        let reads_all = AGGREGATE_NAMES.iter().all(|a| aggregates.contains(a));
+        let category = match aggregates {
+            [one] if !reads_all => Some(*one),
+            _ => None,
+        };
+        let mut logged = tx.logged_events(category).await?;
         tx.commit().await?;
+        if !reads_all && category.is_none() {
+            logged.retain(|event| aggregates.contains(&event.stream_id.category()));
+        }
 
-        let latest_state = matches!(projection, Projection::Customers | Projection::Search);
-        let (expected, held, in_flight) = if latest_state {
+        let (expected, held, in_flight) = if projection.shape() == Shape::LatestPerStream {
             // Per stream: its version as of the horizon (if it had begun) and its last.
             let mut versions: BTreeMap<String, (Option<u64>, u64)> = BTreeMap::new();
             for event in &logged {
@@ -281,108 +290,21 @@ impl Verifier {
         })
     }
 
-    /// (stream, version, position) of everything the projection holds for the tenant.
-    async fn projection_entries(
-        &self,
-        projection: Projection,
-        tenant: &TenantId,
-    ) -> Result<Vec<(String, u64, u64)>, ProjectionError> {
-        match projection {
-            Projection::Customers => {
-                let mut tx = self.store.begin(tenant).await?;
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT customer_id, version, global_position FROM {}",
-                    read_model::customers::TABLE
-                )))
-                .fetch_all(tx.connection())
-                .await?;
-                tx.commit().await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|row| {
-                        let id: uuid::Uuid = row.get(0);
-                        let version: i64 = row.get(1);
-                        let position: i64 = row.get(2);
-                        (
-                            format!("{}-{id}", CustomerEvent::AGGREGATE),
-                            version as u64,
-                            position as u64,
-                        )
-                    })
-                    .collect())
-            }
-            Projection::Search => {
-                self.documents(IndexKind::Customers, tenant, "version", &["stream_id"])
-                    .await
-            }
-            Projection::History => {
-                self.documents(
-                    IndexKind::History,
-                    tenant,
-                    "version",
-                    &["stream_id", "version"],
-                )
-                .await
-            }
-            Projection::Audit => {
-                self.documents(
-                    IndexKind::Audit,
-                    tenant,
-                    "stream_version",
-                    &["global_position"],
-                )
-                .await
-            }
-        }
-        .map_err(Into::into)
-    }
-
-    /// The tenant's documents, all of them.
-    async fn documents(
-        &self,
-        kind: IndexKind,
-        tenant: &TenantId,
-        version_field: &str,
-        sort: &[&str],
-    ) -> Result<Vec<(String, u64, u64)>, EsError> {
-        let hits = self
-            .es
-            .search_all(
-                &kind.alias(&self.index_prefix),
-                json!({
-                    "query": { "term": { "tenant_id": tenant.as_str() } },
-                    "_source": ["stream_id", version_field, "global_position"],
-                    "sort": sort.iter().map(|field| json!({ *field: "asc" })).collect::<Vec<_>>(),
-                }),
-            )
-            .await?;
-        Ok(hits
-            .iter()
-            .map(|hit| {
-                let source = &hit["_source"];
-                (
-                    source["stream_id"].as_str().unwrap_or_default().to_owned(),
-                    source[version_field].as_u64().unwrap_or(0),
-                    source["global_position"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect())
-    }
-
     /// Tenants with documents in the projection's index (a document of a tenant without
     /// events would otherwise go unnoticed).
     async fn projection_tenants(
         &self,
-        projection: Projection,
+        projection: ProjectionRef,
     ) -> Result<Vec<TenantId>, ProjectionError> {
-        let Some(kind) = projection.index_kind() else {
+        if projection.index_kind().is_none() {
             return Ok(Vec::new());
-        };
+        }
         let (status, answer) = self
+            .sinks
             .es
             .request(
                 elasticsearch::http::Method::Post,
-                &format!("/{}/_search", kind.alias(&self.index_prefix)),
+                &format!("/{}/_search", self.sinks.targets.of(projection)),
                 Some(json!({
                     "size": 0,
                     "aggs": { "tenants": { "terms": { "field": "tenant_id", "size": 10000 } } }

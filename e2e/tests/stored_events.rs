@@ -5,15 +5,15 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e::pipeline::Pipeline;
 use event_store::testing::ScratchDatabase;
 use event_store::{EventStore, ExpectedVersion, NewEvent, StreamId};
 use projector::ProjectorConfig;
-use projector::projections::Projection;
+use projector::projections::registry;
 use projector::replay::progress::ProgressMode;
 use projector::replay::{self, ReplayOptions};
-use projector::testing::Pipeline;
 use schemas::{CustomerEvent, DomainEvent};
 use serde_json::json;
 use service::Secret;
@@ -73,20 +73,14 @@ async fn an_event_todays_rules_would_refuse_still_projects_and_replays() {
         .unwrap();
 
     // The live projector takes it (nothing parked in the dead-letter topic).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let row = loop {
-        if let Some(row) = read_model::customers::find(&store, &tenant("acme"), id)
+    let row = service::eventually(Duration::from_secs(60), || async {
+        read_model::customers::find(&store, &tenant("acme"), id)
             .await
             .unwrap()
-        {
-            break row;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the live projector never wrote it"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+            .ok_or(())
+    })
+    .await
+    .expect("the live projector never wrote it");
     assert_eq!(row.name, long_name);
     assert_eq!(row.email, "not an address");
     assert_eq!(row.tags.len(), 25);
@@ -101,7 +95,7 @@ async fn an_event_todays_rules_would_refuse_still_projects_and_replays() {
     let report = replay::replay(
         &config,
         &ReplayOptions {
-            projections: Projection::ALL.to_vec(),
+            projections: registry::ALL.to_vec(),
             tenant: None,
             dry_run: false,
             verify: true,
@@ -138,7 +132,7 @@ async fn an_event_too_large_for_kafka_with_long_metadata_reaches_every_projectio
     let db = ScratchDatabase::create().await;
     let store = EventStore::new(db.app_pool(4).await);
     // Kafka taking records of at most 20 KB, like a tightly configured broker.
-    let pipeline = Pipeline::start_tuned(&db, &Projection::ALL, |relay| {
+    let pipeline = Pipeline::start_tuned(&db, registry::ALL, |relay| {
         relay.max_record_bytes = 20_000;
     })
     .await;
@@ -174,23 +168,15 @@ async fn an_event_too_large_for_kafka_with_long_metadata_reaches_every_projectio
         .await
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let audit_path = format!(
+        "/{}/_doc/{renamed_id}",
+        read_model::audit::INDEX.alias(pipeline.index_prefix())
+    );
+    let everywhere = service::eventually(Duration::from_secs(60), || async {
         let row = read_model::customers::find(&store, &tenant("acme"), id)
             .await
             .unwrap();
-        let audit = pipeline
-            .es
-            .get(
-                &format!(
-                    "/{}/_doc/{renamed_id}",
-                    read_model::IndexKind::Audit.alias(pipeline.index_prefix())
-                ),
-                &[404],
-            )
-            .await
-            .unwrap()
-            .1;
+        let (_, audit) = pipeline.es.get(&audit_path, &[404]).await.unwrap();
         let history = read_model::history::of_customer(
             &pipeline.es,
             pipeline.index_prefix(),
@@ -199,37 +185,40 @@ async fn an_event_too_large_for_kafka_with_long_metadata_reaches_every_projectio
         )
         .await
         .unwrap();
-        if row.as_ref().is_some_and(|r| r.version == 2)
-            && audit["found"] == true
-            && history.len() == 2
-        {
-            assert_eq!(row.unwrap().name, "Long Ids Renamed");
-            assert_eq!(
-                audit["_source"]["payload"]["name"], "Long Ids Renamed",
-                "the audit projection read the payload from the store"
-            );
-            assert_eq!(
-                audit["_source"]["request_id"].as_str().map(str::len),
-                Some(40 * 1024),
-                "kept whole in the document"
-            );
-            break;
+        match row {
+            Some(row) if row.version == 2 && audit["found"] == true && history.len() == 2 => {
+                Ok((row, audit))
+            }
+            row => Err(format!(
+                "row {row:?}, audit found {}, history {}",
+                audit["found"],
+                history.len()
+            )),
         }
-        if Instant::now() >= deadline {
+    })
+    .await;
+    let (row, audit) = match everywhere {
+        Ok(seen) => seen,
+        Err(last) => {
             let parked = tokio::task::spawn_blocking({
                 let config = pipeline.config.clone();
                 move || projector::dlq::list(&config)
             })
             .await
             .unwrap();
-            panic!(
-                "not every projection got it: row {row:?}, audit found {}, history {}; parked: {parked:?}",
-                audit["found"],
-                history.len()
-            );
+            panic!("not every projection got it: {last}; parked: {parked:?}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    assert_eq!(row.name, "Long Ids Renamed");
+    assert_eq!(
+        audit["_source"]["payload"]["name"], "Long Ids Renamed",
+        "the audit projection read the payload from the store"
+    );
+    assert_eq!(
+        audit["_source"]["request_id"].as_str().map(str::len),
+        Some(40 * 1024),
+        "kept whole in the document"
+    );
     let parked = tokio::task::spawn_blocking({
         let config = pipeline.config.clone();
         move || projector::dlq::list(&config)

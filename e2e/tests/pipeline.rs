@@ -3,22 +3,23 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e::pipeline::Pipeline;
 use event_store::testing::ScratchDatabase;
 use event_store::{EventStore, LogPosition};
-use projector::testing::Pipeline;
+use projector::projections::registry;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use read_model::audit::AuditFilter;
-use read_model::indices::IndexKind;
 use serde_json::json;
 use support::{
     archived, customer, email_changed, register_tenant, registered, renamed, tenant, view_at,
 };
 
-/// Searches until `expect(total)` holds or 30 s pass (the index refreshes every second).
+/// Searches until `expect(total)` holds (the index refreshes every second); fails the test
+/// if it does not within 30 s.
 async fn search(
     pipeline: &Pipeline,
     tenant_id: &str,
@@ -27,8 +28,7 @@ async fn search(
     archived: bool,
     expect: impl Fn(u64) -> bool,
 ) -> Vec<read_model::customers::CustomerRecord> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    service::eventually(Duration::from_secs(30), || async {
         let (items, total) = read_model::search::customers(
             &pipeline.es,
             pipeline.index_prefix(),
@@ -40,11 +40,15 @@ async fn search(
         )
         .await
         .unwrap();
-        if expect(total) || Instant::now() > deadline {
-            return items;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if expect(total) { Ok(items) } else { Err(total) }
+    })
+    .await
+    .unwrap_or_else(|total| {
+        panic!(
+            "{tenant_id}'s customers searched for {q:?} (tag {tag:?}, archived {archived}): \
+             {total} found, not what was expected, after 30 s"
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,15 +164,16 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
             .len(),
         1
     );
+    // Found with the archived first, so that not finding it without them means something.
+    assert_eq!(
+        search(&pipeline, "acme", "Lovelace", None, true, |t| t >= 1).await[0].id,
+        ada
+    );
     assert!(
         search(&pipeline, "acme", "Lovelace", None, false, |t| t == 0)
             .await
             .is_empty(),
         "archived hidden by default"
-    );
-    assert_eq!(
-        search(&pipeline, "acme", "Lovelace", None, true, |t| t >= 1).await[0].id,
-        ada
     );
     assert!(
         search(&pipeline, "acme", "Hamburg", None, false, |t| t == 0)
@@ -178,8 +183,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
     );
 
     // History: each version with its changes.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let history = loop {
+    let history = service::eventually(Duration::from_secs(30), || async {
         let history = read_model::history::of_customer(
             &pipeline.es,
             pipeline.index_prefix(),
@@ -188,11 +192,14 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
         )
         .await
         .unwrap();
-        if history.len() >= 2 || Instant::now() > deadline {
-            break history;
+        if history.len() >= 2 {
+            Ok(history)
+        } else {
+            Err(history.iter().map(|h| h.version).collect::<Vec<_>>())
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|versions| panic!("history has versions {versions:?}, not 1 and 2"));
     assert_eq!(
         history.iter().map(|h| h.version).collect::<Vec<_>>(),
         vec![1, 2]
@@ -227,8 +234,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
     );
 
     // Audit: every event of the tenant, none of the other's.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let audit = loop {
+    let audit = service::eventually(Duration::from_secs(30), || async {
         let (items, _) = read_model::audit::page(
             &pipeline.es,
             pipeline.index_prefix(),
@@ -239,11 +245,14 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
         )
         .await
         .unwrap();
-        if items.len() >= 5 || Instant::now() > deadline {
-            break items;
+        if items.len() >= 5 {
+            Ok(items)
+        } else {
+            Err(items.into_iter().map(|a| a.event_type).collect::<Vec<_>>())
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|types| panic!("acme's audit holds {types:?}, not its 5 events"));
     let types: Vec<&str> = audit.iter().map(|a| a.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -294,7 +303,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
     assert_ne!(first_page[0].event_id, second_page[0].event_id);
 
     // Kibana's per-tenant filtered aliases exist and filter.
-    for kind in IndexKind::ALL {
+    for kind in registry::index_kinds() {
         let alias = kind.tenant_alias(pipeline.index_prefix(), "acme");
         let (status, _) = pipeline
             .es
@@ -308,7 +317,7 @@ async fn events_flow_into_the_read_model_search_history_and_audit() {
         .get(
             &format!(
                 "/{}/_count",
-                IndexKind::Customers.tenant_alias(pipeline.index_prefix(), "globex")
+                read_model::search::INDEX.tenant_alias(pipeline.index_prefix(), "globex")
             ),
             &[],
         )
@@ -336,7 +345,7 @@ async fn replay_out_of_order(
         .unwrap();
     for _ in 0..2 {
         for event in events.iter().rev() {
-            let record = relay::cloudevents::KafkaRecord::for_event(&pipeline.topics.prefix, event);
+            let record = kafka_wire::KafkaRecord::for_event(&pipeline.topics.prefix, event);
             let headers = record
                 .headers
                 .iter()
@@ -382,16 +391,20 @@ async fn redelivered_and_out_of_order_events_leave_the_same_state() {
     )
     .await;
     let before = view_at(&store, "acme", id, 3).await.unwrap();
-    let alias = IndexKind::Customers.alias(pipeline.index_prefix());
+    let alias = read_model::search::INDEX.alias(pipeline.index_prefix());
     let doc_path = format!("/{alias}/_doc/{id}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pipeline.es.get(&doc_path, &[404]).await.unwrap().1["_version"] != 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the search document did not reach version 3"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    service::eventually(Duration::from_secs(30), || async {
+        let (_, doc) = pipeline.es.get(&doc_path, &[404]).await.unwrap();
+        if doc["_version"] == 3 {
+            Ok(())
+        } else {
+            Err(doc["_version"].clone())
+        }
+    })
+    .await
+    .unwrap_or_else(|version| {
+        panic!("the search document did not reach version 3: version {version}")
+    });
 
     replay_out_of_order(&pipeline, &store, "acme", id).await;
     // A sentinel after the replayed records: once it is projected, so are they.
@@ -404,26 +417,21 @@ async fn redelivered_and_out_of_order_events_leave_the_same_state() {
     view_at(&store, "acme", sentinel, 1)
         .await
         .expect("the sentinel was projected");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pipeline
-        .es
-        .get(&format!("/{alias}/_doc/{sentinel}"), &[404])
-        .await
-        .unwrap()
-        .0
-        != 200
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the sentinel's search document never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let sentinel_path = format!("/{alias}/_doc/{sentinel}");
+    service::eventually(Duration::from_secs(30), || async {
+        match pipeline.es.get(&sentinel_path, &[404]).await.unwrap().0 {
+            200 => Ok(()),
+            status => Err(status),
+        }
+    })
+    .await
+    .unwrap_or_else(|status| {
+        panic!("the sentinel's search document never appeared: status {status}")
+    });
 
     // History and audit are consumer groups of their own: wait for them to pass the
     // sentinel too.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    service::eventually(Duration::from_secs(30), || async {
         let sentinel_history = read_model::history::of_customer(
             &pipeline.es,
             pipeline.index_prefix(),
@@ -442,16 +450,22 @@ async fn redelivered_and_out_of_order_events_leave_the_same_state() {
         )
         .await
         .unwrap();
-        if (sentinel_history.len() == 1
-            && audit
-                .iter()
-                .any(|a| a.stream_id.ends_with(&sentinel.to_string())))
-            || Instant::now() > deadline
-        {
-            break;
+        let audited = audit
+            .iter()
+            .any(|a| a.stream_id.ends_with(&sentinel.to_string()));
+        if sentinel_history.len() == 1 && audited {
+            Ok(())
+        } else {
+            Err((sentinel_history.len(), audited))
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|(versions, audited)| {
+        panic!(
+            "history and audit did not pass the sentinel: \
+             {versions} history versions, audited: {audited}"
+        )
+    });
     let after = read_model::customers::find(&store, &tenant("acme"), id)
         .await
         .unwrap()
@@ -543,19 +557,26 @@ async fn poison_records_are_parked_with_their_reason_while_the_rest_flows() {
         "the projector stopped at the poison"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let config = pipeline.config.clone();
-    let parked = loop {
-        let config = config.clone();
+    let parked = service::eventually(Duration::from_secs(30), || async {
+        let config = pipeline.config.clone();
         let parked = tokio::task::spawn_blocking(move || projector::dlq::list(&config))
             .await
             .unwrap()
             .unwrap();
-        if parked.len() >= 8 || Instant::now() > deadline {
-            break parked;
+        if parked.len() >= 8 {
+            Ok(parked)
+        } else {
+            Err(parked)
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|parked| {
+        panic!(
+            "{} of the 8 poison records parked (each of the 4 projections parks each of \
+             the 2 once): {parked:#?}",
+            parked.len()
+        )
+    });
     assert_eq!(
         parked.len(),
         8,
@@ -601,7 +622,7 @@ async fn a_projector_killed_mid_stream_ends_consistent_with_the_store() {
     register_tenant(&store, "acme").await;
 
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
+        std::process::Command::new(e2e::pipeline::binary("projector"))
             .env("CHRONICLE_PROJECTOR_DATABASE_URL", db.projector_url())
             .env("KAFKA_BROKERS", &pipeline.config.kafka_brokers)
             .env("ELASTICSEARCH_URL", &pipeline.config.elasticsearch_url)
@@ -629,16 +650,20 @@ async fn a_projector_killed_mid_stream_ends_consistent_with_the_store() {
         ids.push(customer(&store, "acme", &events).await);
     }
     // Kill it (SIGKILL) once part of the work is done.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_model::customers::page(&store, &tenant("acme"), 100, None, true)
-        .await
-        .unwrap()
-        .len()
-        < 20
-    {
-        assert!(Instant::now() < deadline, "the projector made no progress");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    service::eventually(Duration::from_secs(60), || async {
+        match read_model::customers::page(&store, &tenant("acme"), 100, None, true)
+            .await
+            .unwrap()
+            .len()
+        {
+            projected if projected >= 20 => Ok(()),
+            projected => Err(projected),
+        }
+    })
+    .await
+    .unwrap_or_else(|projected| {
+        panic!("the projector made no progress: {projected} customers projected")
+    });
     projector.kill().unwrap();
     projector.wait().unwrap();
     let mut projector = spawn();
@@ -651,9 +676,8 @@ async fn a_projector_killed_mid_stream_ends_consistent_with_the_store() {
             .expect("a customer is missing after the restart");
         assert_eq!(view.version, 2);
     }
-    let alias = IndexKind::Customers.alias(&pipeline.config.index_prefix);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let alias = read_model::search::INDEX.alias(&pipeline.config.index_prefix);
+    service::eventually(Duration::from_secs(60), || async {
         let _ = pipeline.es.refresh(&alias).await;
         let (_, count) = pipeline
             .es
@@ -670,15 +694,15 @@ async fn a_projector_killed_mid_stream_ends_consistent_with_the_store() {
             )
             .await
             .unwrap();
-        if (count["count"] == 150 && renamed["count"] == 150) || Instant::now() > deadline {
-            assert_eq!(
-                (count["count"].as_u64(), renamed["count"].as_u64()),
-                (Some(150), Some(150))
-            );
-            break;
+        match (count["count"].as_u64(), renamed["count"].as_u64()) {
+            (Some(150), Some(150)) => Ok(()),
+            counts => Err(counts),
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|(documents, at_version_2)| {
+        panic!("{documents:?} search documents, {at_version_2:?} at version 2: not 150 and 150")
+    });
     projector.kill().unwrap();
     projector.wait().unwrap();
 }

@@ -2,12 +2,12 @@
 //! has not published (a stopped relay, Kafka away) make the projector's health not ok once
 //! nothing has moved for the stall limit, and ok again when the pipeline has caught up.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use event_store::EventStore;
 use event_store::testing::ScratchDatabase;
 use event_store::testing::fixtures::{append_many, tenant};
-use projector::projections::Projection;
+use projector::projections::registry;
 use projector::{Projector, ProjectorConfig};
 use relay::Relay;
 use relay::testing::TestTopics;
@@ -31,9 +31,9 @@ async fn events_the_relay_has_not_published_make_the_projector_not_ok() {
     let topics = TestTopics::new();
     let config = ProjectorConfig {
         stall_after_ms: 2_000,
-        ..projector::testing::projector_config(&db, &topics)
+        ..e2e::pipeline::projector_config(&db, &topics)
     };
-    let projector = Projector::build(&config, &[Projection::Customers])
+    let projector = Projector::build(&config, &[registry::named("customers").unwrap()])
         .await
         .expect("the projector starts");
     let addr = projector.metrics_addr().unwrap().to_string();
@@ -45,15 +45,14 @@ async fn events_the_relay_has_not_published_make_the_projector_not_ok() {
     append_many(&store, &tenant("acme"), 5, 50).await;
 
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (status, body) = loop {
-        let (status, body) = health(&client, &addr).await;
-        if status == 503 || Instant::now() > deadline {
-            break (status, body);
+    let body = service::eventually(Duration::from_secs(30), || async {
+        match health(&client, &addr).await {
+            (503, body) => Ok(body),
+            (_, body) => Err(body),
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    assert_eq!(status, 503, "ok with 50 events unpublished: {body}");
+    })
+    .await
+    .unwrap_or_else(|body| panic!("ok with 50 events unpublished: {body}"));
     let customers = &body["projections"]["customers"];
     assert_eq!(customers["lag_events"], 50, "{body}");
     assert!(
@@ -70,19 +69,15 @@ async fn events_the_relay_has_not_published_make_the_projector_not_ok() {
         .await
         .expect("the relay starts");
     let relay = tokio::spawn(relay.run(shutdown.clone()));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (status, body) = health(&client, &addr).await;
-        // Ok while it makes progress; done when nothing waits.
-        if status == 200 && body["projections"]["customers"]["lag_events"] == 0 {
-            break;
+    service::eventually(Duration::from_secs(90), || async {
+        match health(&client, &addr).await {
+            // Ok while it makes progress; done when nothing waits.
+            (200, body) if body["projections"]["customers"]["lag_events"] == 0 => Ok(()),
+            (_, body) => Err(body),
         }
-        assert!(
-            Instant::now() < deadline,
-            "not ok 90 s after the relay started: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|body| panic!("not ok 90 s after the relay started: {body}"));
 
     shutdown.cancel();
     running.await.unwrap().unwrap();

@@ -1,5 +1,6 @@
 //! Setting a tenant up, for a platform admin (`POST /v1/tenants`) and by self-service
-//! sign-up (`POST /v1/signup`, when `CHRONICLE_SIGNUP=open`).
+//! sign-up (`POST /v1/signup`, when `CHRONICLE_SIGNUP=open`): the saga here, sign-up's
+//! HTTP in [`http`], the taking back of unfinished set-ups in [`housekeeping`].
 //!
 //! A tenant is made in several places: its registry row, its first admin, their events,
 //! and its filtered aliases in Elasticsearch. The database part is one transaction; the
@@ -19,43 +20,31 @@
 //! its rows deleted, its id free again. That is the compensation: nothing half-made can log
 //! in, and nothing half-made stays.
 
-use std::net::SocketAddr;
+mod housekeeping;
+mod http;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use event_store::{
     EventMetadata, ExpectedVersion, NewEvent, StreamId, TenantId, TenantTransaction,
 };
-use schemas::{
-    DomainEvent, TenantActivated, TenantEvent, TenantName, TenantRegistered, TenantSignupAbandoned,
-};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-use uuid::Uuid;
+use schemas::{DomainEvent, TenantEvent, TenantName};
 
-use super::aggregate::TenantState;
+pub use housekeeping::abandon_stale;
+pub use http::{SignupInput, router};
+
+use super::aggregate::{TenantCommand, TenantError, TenantState, decide};
 use super::handlers::AdminInput;
-use super::registry::{Tenant, TenantStatus};
-use crate::auth::login::named_tenant;
+use super::registry::Tenant;
 use crate::auth::{Caller, password};
 use crate::commands::{self, Command, Landed};
-use crate::extract::{IdempotencyKey, ValidJson};
 use crate::idempotency::{Idempotency, Scope, StoredResponse};
-use crate::openapi::fields;
-use crate::problem::{ApiError, FieldError, Problem};
+use crate::problem::{ApiError, FieldError};
 use crate::state::AppState;
 use crate::telemetry::RequestContext;
 use crate::users::UserInput;
-use crate::users::handlers::RegisterUser;
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(signup))
-}
+use crate::users::commands::RegisterUser;
 
 /// A tenant to set up, checked.
 #[derive(Debug)]
@@ -170,87 +159,22 @@ pub async fn set_up(
     Ok(response)
 }
 
-/// `POST /v1/signup`: the tenant's id in the body, or named by host or `X-Tenant-ID`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SignupInput {
-    /// A lowercase slug: `^[a-z][a-z0-9-]{1,62}$`; may be left to the host
-    /// (`<id>.<base domain>`) or `X-Tenant-ID`.
-    #[serde(default)]
-    #[schema(schema_with = fields::optional_tenant_id)]
-    pub id: Option<String>,
-    /// 1 to 200 characters.
-    #[schema(schema_with = fields::tenant_name)]
-    pub name: String,
-    /// The tenant's first admin.
-    pub admin: AdminInput,
-}
-
-/// Signs up: a new tenant and its first admin, who can log in at once. Only when sign-up
-/// is open (`CHRONICLE_SIGNUP=open`); 404 otherwise.
-#[utoipa::path(
-    post, path = "/v1/signup", tag = "tenants", request_body = SignupInput,
-    params(IdempotencyKey),
-    responses(
-        (status = 201, body = Tenant,
-         headers(("Location" = String, description = "`/v1/tenants/{id}`"))),
-        (status = 404, description = "Sign-up is closed", body = Problem),
-        (status = 409, description = "A tenant with this id exists, or is being set up by another request", body = Problem),
-        (status = 429, description = "Too many sign-ups from this network", body = Problem),
-        (status = 503, description = "Registered but not set up yet: send the same request again", body = Problem),
-    )
-)]
-pub async fn signup(
-    State(app): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    context: axum::Extension<RequestContext>,
-    key: IdempotencyKey,
-    body: ValidJson<SignupInput>,
-) -> Result<Response, ApiError> {
-    if !app.config.signup_open() {
-        return Err(ApiError::NotFound);
-    }
-    app.limits.signup(client.ip())?;
-    let input = body.value;
-    let id = named_tenant(&app, &headers, input.id.as_deref())?;
-    let tenant = NewTenant::validate(id, &input.name, input.admin)?;
-    // The admin signing up acts for themselves: the audit log names them.
-    let actor = Caller::self_service(
-        Uuid::now_v7(),
-        tenant.admin.display_name.to_string(),
-        &context.0,
-    );
-    let fingerprint = app.fingerprints.of(
-        &Method::POST,
-        &format!("/v1/signup/{}", tenant.id),
-        &body.raw,
-    );
-    // Nobody is logged in: keys belong to the tenant asked for, so a retry from anywhere
-    // finds its first attempt.
-    let idempotency = Idempotency::new(
-        Scope::Platform,
-        signup_key_owner(&tenant.id),
-        key,
-        fingerprint.clone(),
-    );
-    set_up(&app, &actor, idempotency, fingerprint, tenant).await
-}
-
-/// Whose `Idempotency-Key`s a sign-up's are: a stable id per requested tenant.
-fn signup_key_owner(tenant: &TenantId) -> Uuid {
-    let digest = Sha256::digest(format!("chronicle/signup/{tenant}").as_bytes());
-    let mut bytes = [0_u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
-
 fn tenant_stream(id: &TenantId) -> StreamId {
     StreamId::for_aggregate(TenantEvent::AGGREGATE, id).expect("tenant ids make valid stream ids")
 }
 
-fn already_exists(id: &TenantId) -> ApiError {
-    ApiError::Conflict(format!("a tenant `{id}` already exists"))
+/// A tenant's domain error as the API answers it, naming the tenant.
+pub(crate) fn tenant_error(id: &TenantId, error: TenantError) -> ApiError {
+    match error {
+        TenantError::NotFound => ApiError::NotFound,
+        TenantError::AlreadyExists => ApiError::Conflict(format!("a tenant `{id}` already exists")),
+        TenantError::StillSettingUp => {
+            ApiError::Conflict(format!("the tenant `{id}` is still being set up"))
+        }
+        TenantError::Abandoned => {
+            ApiError::Conflict(format!("the set-up of `{id}` was abandoned; start again"))
+        }
+    }
 }
 
 /// Step 1: the pending tenant, its first admin, their events; or, for a retry of the
@@ -272,18 +196,10 @@ impl Command for RegisterTenant {
     }
 
     fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
-        match state.map(|tenant| tenant.status) {
-            None => Ok(vec![
-                TenantRegistered {
-                    name: self.name.clone(),
-                    pending: true,
-                }
-                .into(),
-            ]),
-            // Resumed, if it is the same request (checked against the row).
-            Some(TenantStatus::Pending) => Ok(Vec::new()),
-            Some(_) => Err(already_exists(&self.id)),
-        }
+        let command = TenantCommand::Register {
+            name: self.name.clone(),
+        };
+        decide(state, command).map_err(|error| tenant_error(&self.id, error))
     }
 
     async fn record(
@@ -318,7 +234,7 @@ impl Command for RegisterTenant {
         .execute(tx.connection())
         .await?;
         if inserted.rows_affected() == 0 {
-            return Err(already_exists(&self.id));
+            return Err(tenant_error(&self.id, TenantError::AlreadyExists));
         }
         self.admin.insert_row(tx).await?;
         let (stream, event) = self.admin.new_event();
@@ -356,15 +272,7 @@ impl Command for ActivateTenant {
     }
 
     fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
-        match state.map(|tenant| tenant.status) {
-            Some(TenantStatus::Pending) => Ok(vec![TenantActivated {}.into()]),
-            // A concurrent retry finished first.
-            Some(_) => Ok(Vec::new()),
-            None => Err(ApiError::Conflict(format!(
-                "the set-up of `{}` was abandoned; start again",
-                self.id
-            ))),
-        }
+        decide(state, TenantCommand::Activate).map_err(|error| tenant_error(&self.id, error))
     }
 
     async fn record(
@@ -392,101 +300,6 @@ impl Command for ActivateTenant {
             StatusCode::CREATED,
             vec![("location".to_owned(), format!("/v1/tenants/{}", self.id))],
             &tenant,
-        ))
-    }
-}
-
-/// Takes back tenants left pending longer than the configured timeout; how many.
-pub async fn abandon_stale(app: &AppState) -> Result<usize, ApiError> {
-    let timeout = i64::try_from(app.config.signup_pending_timeout_secs).unwrap_or(i64::MAX);
-    let stale = sqlx::query_scalar!(
-        "SELECT id FROM tenants WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1)",
-        timeout as f64
-    )
-    .fetch_all(app.store.pool())
-    .await?;
-    let system = Caller::system_alone();
-    let mut abandoned = 0;
-    for id in stale {
-        let Ok(id) = TenantId::parse(id) else {
-            continue;
-        };
-        let command = AbandonTenant { id: id.clone() };
-        match commands::execute(
-            app,
-            &system,
-            &id,
-            Idempotency::none(Scope::Platform),
-            command,
-        )
-        .await
-        {
-            Ok(_) => {
-                abandoned += 1;
-                app.tenants
-                    .reload_one(app.store.pool(), id.as_str())
-                    .await?;
-                tracing::warn!(tenant_id = %id, "an unfinished sign-up was taken back");
-            }
-            Err(error) => {
-                tracing::warn!(tenant_id = %id, %error, "taking back an unfinished sign-up failed")
-            }
-        }
-    }
-    Ok(abandoned)
-}
-
-/// The compensation of a set-up nobody finished.
-#[derive(Debug)]
-struct AbandonTenant {
-    id: TenantId,
-}
-
-impl Command for AbandonTenant {
-    type Aggregate = TenantState;
-    const KEEPS_ROWS: bool = true;
-
-    fn stream(&self) -> StreamId {
-        tenant_stream(&self.id)
-    }
-
-    fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
-        Ok(match state.map(|tenant| tenant.status) {
-            Some(TenantStatus::Pending) => vec![
-                TenantSignupAbandoned {
-                    reason: "set-up not finished in time".to_owned(),
-                }
-                .into(),
-            ],
-            _ => Vec::new(),
-        })
-    }
-
-    async fn record(
-        &mut self,
-        tx: &mut TenantTransaction<'_>,
-        landed: &Landed<'_, TenantState>,
-    ) -> Result<(), ApiError> {
-        if landed.events.is_empty() {
-            return Ok(());
-        }
-        sqlx::query!("DELETE FROM users WHERE tenant_id = $1", self.id.as_str())
-            .execute(tx.connection())
-            .await?;
-        sqlx::query!(
-            "DELETE FROM tenants WHERE id = $1 AND status = 'pending'",
-            self.id.as_str()
-        )
-        .execute(tx.connection())
-        .await?;
-        Ok(())
-    }
-
-    fn respond(&self, _landed: &Landed<'_, TenantState>) -> Result<StoredResponse, ApiError> {
-        Ok(StoredResponse::json(
-            StatusCode::OK,
-            Vec::new(),
-            &serde_json::json!({}),
         ))
     }
 }

@@ -1,8 +1,8 @@
-//! The whole pipeline for a test (feature `testing`): the relay and the projector running
-//! on a runtime and thread of their own against the test's scratch database, with a Kafka
-//! topic prefix and an Elasticsearch index prefix of their own, removed afterwards.
+//! The pipeline behind the API for a test: the relay and the projector running on a
+//! runtime and thread of their own against the test's scratch database, with a Kafka topic
+//! prefix and an Elasticsearch index prefix of their own, removed afterwards.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use event_store::testing::ScratchDatabase;
 use relay::testing::TestTopics;
@@ -10,8 +10,8 @@ use relay::{Relay, RelayConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::projections::Projection;
-use crate::{Projector, ProjectorConfig};
+use projector::projections::{ProjectionRef, registry};
+use projector::{Projector, ProjectorConfig};
 use read_model::es::Es;
 use service::Secret;
 
@@ -27,19 +27,19 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts a relay and every projection on `db`, each as its own role.
     pub async fn start(db: &ScratchDatabase) -> Self {
-        Self::start_with(db, &Projection::ALL).await
+        Self::start_with(db, registry::ALL).await
     }
 
     /// Starts a relay and the given projections (none: the relay alone, for tests that
     /// run the `projector` binary themselves).
-    pub async fn start_with(db: &ScratchDatabase, projections: &[Projection]) -> Self {
+    pub async fn start_with(db: &ScratchDatabase, projections: &[ProjectionRef]) -> Self {
         Self::start_tuned(db, projections, |_| {}).await
     }
 
     /// Like [`Pipeline::start_with`], with the relay's configuration adjusted first.
     pub async fn start_tuned(
         db: &ScratchDatabase,
-        projections: &[Projection],
+        projections: &[ProjectionRef],
         tune_relay: impl FnOnce(&mut RelayConfig),
     ) -> Self {
         let projections = projections.to_vec();
@@ -101,8 +101,7 @@ impl Pipeline {
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
         let path = format!("/{}/_search", kind.alias(self.index_prefix()));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let (Ok(hits) | Err(hits)) = service::eventually(Duration::from_secs(60), || async {
             let hits = match self
                 .es
                 .request(
@@ -119,11 +118,10 @@ impl Pipeline {
                     .unwrap_or_default(),
                 Err(_) => Vec::new(),
             };
-            if done(&hits) || Instant::now() > deadline {
-                return hits;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            if done(&hits) { Ok(hits) } else { Err(hits) }
+        })
+        .await;
+        hits
     }
 }
 
@@ -161,4 +159,20 @@ pub fn projector_config(db: &ScratchDatabase, topics: &TestTopics) -> ProjectorC
         group_prefix: topics.prefix.clone(),
         ..ProjectorConfig::default()
     }
+}
+
+/// A Chronicle binary of this build (`target/<profile>/<name>`), for tests that run the real
+/// process. `./dev test` builds every binary before the tests.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    // A test runs as target/<profile>/deps/<test>-<hash>.
+    let path = std::env::current_exe()
+        .ok()
+        .and_then(|test| Some(test.parent()?.parent()?.join(name)))
+        .unwrap_or_else(|| panic!("no target directory for `{name}`"));
+    assert!(
+        path.is_file(),
+        "{} is not built: run the tests through `./dev test` (it builds every binary first)",
+        path.display()
+    );
+    path
 }

@@ -97,23 +97,25 @@ pub async fn customer(store: &EventStore, tenant_id: &str, events: &[CustomerEve
     id
 }
 
-/// Polls the read model until the customer is at `version` (or 60 s pass).
+/// Polls the read model until the customer is at `version` (or 60 s pass); returns the
+/// customer as last read either way, for the caller to judge.
 pub async fn view_at(
     store: &EventStore,
     tenant_id: &str,
     id: Uuid,
     version: u64,
 ) -> Option<read_model::customers::CustomerRecord> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let view = read_model::customers::find(store, &tenant(tenant_id), id)
-            .await
-            .unwrap();
-        if view.as_ref().is_some_and(|v| v.version >= version)
-            || std::time::Instant::now() > deadline
-        {
-            return view;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (Ok(view) | Err(view)) =
+        service::eventually(std::time::Duration::from_secs(60), || async {
+            let view = read_model::customers::find(store, &tenant(tenant_id), id)
+                .await
+                .unwrap();
+            if view.as_ref().is_some_and(|v| v.version >= version) {
+                Ok(view)
+            } else {
+                Err(view)
+            }
+        })
+        .await;
+    view
 }

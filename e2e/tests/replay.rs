@@ -5,17 +5,16 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use event_store::testing::ScratchDatabase;
 use event_store::{EventStore, ExpectedVersion, NewEvent, StreamId};
-use projector::projections::Projection;
-use read_model::indices::IndexKind;
+use projector::projections::registry;
 
+use e2e::pipeline::Pipeline;
 use projector::ProjectorConfig;
 use projector::replay::progress::ProgressMode;
 use projector::replay::{self, ReplayOptions};
-use projector::testing::Pipeline;
 use serde_json::{Value, json};
 use service::Secret;
 use support::{archived, customer, metadata, register_tenant, registered, renamed, tenant};
@@ -91,21 +90,13 @@ async fn seeded_in_read_model(store: &EventStore) -> Result<u64, String> {
     Ok(count as u64)
 }
 
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn status_in_search(pipeline: &Pipeline, id: Uuid) -> Value {
     let (_, doc) = pipeline
         .es
         .get(
             &format!(
                 "/{}/_doc/{id}",
-                IndexKind::Customers.alias(pipeline.index_prefix())
+                read_model::search::INDEX.alias(pipeline.index_prefix())
             ),
             &[404],
         )
@@ -175,14 +166,22 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
         )
         .await;
     }
-    wait_for(
-        "the seeded customers in search and the read model",
-        async || {
-            seeded_in_search(&pipeline).await == Ok(SEEDED)
-                && seeded_in_read_model(&store).await == Ok(SEEDED)
-        },
-    )
-    .await;
+    service::eventually(Duration::from_secs(90), || async {
+        match (
+            seeded_in_search(&pipeline).await,
+            seeded_in_read_model(&store).await,
+        ) {
+            (Ok(SEEDED), Ok(SEEDED)) => Ok(()),
+            counts => Err(counts),
+        }
+    })
+    .await
+    .unwrap_or_else(|(search, read_model)| {
+        panic!(
+            "not all {SEEDED} seeded customers in search and the read model: \
+             search {search:?}, read model {read_model:?}"
+        )
+    });
     assert_eq!(status_in_search(&pipeline, archived_v1).await, "archived");
 
     // Writes go on: new customers, and renames of the seeded ones.
@@ -266,11 +265,13 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
         }
     });
 
+    // The load runs a while before the replay, and after it below: reads before, during
+    // and after the swap are the scenario, so these are pauses, not waits.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = replay::replay(
         &config,
         &ReplayOptions {
-            projections: Projection::ALL.to_vec(),
+            projections: registry::ALL.to_vec(),
             tenant: None,
             dry_run: false,
             verify: true,
@@ -279,6 +280,7 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
     )
     .await
     .expect("the replay runs");
+    // And after the swap.
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
@@ -379,13 +381,11 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
         .expect("projected after the swap");
 
     // `verify` on its own, once the writes have stopped.
-    let verification = replay::verify(&config, &Projection::ALL, None)
-        .await
-        .unwrap();
+    let verification = replay::verify(&config, registry::ALL, None).await.unwrap();
     assert!(verification.iter().all(|v| v.passed()), "{verification:#?}");
 
     // Rollback puts the first generation back and catches it up.
-    let rollback = replay::rollback(&config, &Projection::ALL)
+    let rollback = replay::rollback(&config, registry::ALL)
         .await
         .expect("rollback");
     assert!(rollback.verified(), "{:#?}", rollback.verification);
@@ -426,7 +426,7 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
 /// sequence numbers and PostgreSQL row versions (`xmin`) that any write would change.
 async fn footprint(pipeline: &Pipeline, store: &EventStore, tenant_id: &str) -> Vec<String> {
     let mut lines = Vec::new();
-    for kind in IndexKind::ALL {
+    for kind in registry::index_kinds() {
         pipeline
             .es
             .refresh(&kind.alias(pipeline.index_prefix()))
@@ -515,7 +515,7 @@ async fn a_tenant_replay_repairs_that_tenant_in_place_and_leaves_the_others_unto
         async move {
             pipeline
                 .search_until(
-                    IndexKind::Audit,
+                    read_model::audit::INDEX,
                     json!({ "size": 100, "query": { "term": { "tenant_id": tenant_id } } }),
                     |hits| hits.len() == count,
                 )
@@ -525,7 +525,7 @@ async fn a_tenant_replay_repairs_that_tenant_in_place_and_leaves_the_others_unto
     };
     assert_eq!(expected_audit("acme", 11).await, 11);
     assert_eq!(expected_audit("globex", 6).await, 6);
-    let verification = replay::verify(&pipeline.config, &Projection::ALL, None)
+    let verification = replay::verify(&pipeline.config, registry::ALL, None)
         .await
         .unwrap();
     assert!(verification.iter().all(|v| v.passed()), "{verification:#?}");
@@ -536,7 +536,7 @@ async fn a_tenant_replay_repairs_that_tenant_in_place_and_leaves_the_others_unto
     // a tombstone one version higher for `index.gc_deletes` (60 s) that no versioned
     // write can pass, which is not what a lost write looks like (the projector never
     // deletes).
-    let customers_alias = IndexKind::Customers.alias(&prefix);
+    let customers_alias = read_model::search::INDEX.alias(&prefix);
     pipeline
         .es
         .request(
@@ -561,7 +561,7 @@ async fn a_tenant_replay_repairs_that_tenant_in_place_and_leaves_the_others_unto
         )
         .await
         .unwrap();
-    let history_alias = IndexKind::History.alias(&prefix);
+    let history_alias = read_model::history::INDEX.alias(&prefix);
     pipeline
         .es
         .request(
@@ -590,7 +590,7 @@ async fn a_tenant_replay_repairs_that_tenant_in_place_and_leaves_the_others_unto
 
     // The binary, as an operator runs it.
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
+        let output = std::process::Command::new(e2e::pipeline::binary("projector"))
             .args(args)
             .env("CHRONICLE_PROJECTOR_DATABASE_URL", db.projector_url())
             .env("DATABASE_ADMIN_URL", db.admin_url())
