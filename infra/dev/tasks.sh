@@ -313,6 +313,11 @@ cmd_env() {
   if [ "$(infra_mode)" = compose ]; then
     printf 'export KIBANA_URL=%q\n' "$KIBANA_URL"
   fi
+  # The tests that run a Kafka broker of their own (as `./dev test` sets them), once the Kafka
+  # jars are here: Java was found to run them then, so this installs nothing.
+  if [ -d "$KAFKA_LIBS" ] && find_java; then
+    printf 'export CHRONICLE_KAFKA_LIBS=%q CHRONICLE_JAVA=%q\n' "$KAFKA_LIBS" "$JAVA_HOME_SEL/bin/java"
+  fi
 }
 
 # Kibana runs only under Docker Compose (infra/docker-compose.yml, service `kibana`): there is no

@@ -57,6 +57,10 @@ pub enum TenantCommand {
     /// Step 1 of a set-up: registered `pending`, nobody can log in yet.
     Register {
         name: TenantName,
+        /// Whether a pending set-up of this id, if there is one, was started by this very
+        /// request (its fingerprint, read from the tenant's row in the command's
+        /// transaction): a retry of it resumes, any other request is refused.
+        started_here: bool,
     },
     /// Step 3 of a set-up: the tenant goes live.
     Activate,
@@ -78,6 +82,8 @@ pub enum TenantError {
     StillSettingUp,
     #[error("the set-up was abandoned; start again")]
     Abandoned,
+    #[error("the tenant is being set up by another request")]
+    SetUpByAnother,
 }
 
 /// What happens when `command` meets `state` (`None`: no tenant, or one taken back).
@@ -87,7 +93,7 @@ pub fn decide(
 ) -> Result<Vec<TenantEvent>, TenantError> {
     let status = state.map(|tenant| tenant.status);
     Ok(match (status, command) {
-        (None, TenantCommand::Register { name }) => {
+        (None, TenantCommand::Register { name, .. }) => {
             vec![
                 TenantRegistered {
                     name,
@@ -96,8 +102,13 @@ pub fn decide(
                 .into(),
             ]
         }
-        // A retry resumes (whether it is the same request is the row's to say).
-        (Some(TenantStatus::Pending), TenantCommand::Register { .. }) => Vec::new(),
+        // A retry of the request that started the set-up resumes it; no other may.
+        (Some(TenantStatus::Pending), TenantCommand::Register { started_here, .. }) => {
+            if !started_here {
+                return Err(TenantError::SetUpByAnother);
+            }
+            Vec::new()
+        }
         (Some(_), TenantCommand::Register { .. }) => return Err(TenantError::AlreadyExists),
         (Some(TenantStatus::Pending), TenantCommand::Activate) => {
             vec![TenantActivated {}.into()]
@@ -141,7 +152,10 @@ mod tests {
     }
 
     fn registered() -> TenantCommand {
-        TenantCommand::Register { name: name() }
+        TenantCommand::Register {
+            name: name(),
+            started_here: true,
+        }
     }
 
     fn abandon() -> TenantCommand {
@@ -172,6 +186,25 @@ mod tests {
             ),
             Err(TenantError::AlreadyExists)
         );
+    }
+
+    #[test]
+    fn only_the_request_that_started_a_set_up_may_resume_it() {
+        let pending = given(&[registered()]);
+        let another = TenantCommand::Register {
+            name: name(),
+            started_here: false,
+        };
+        assert_eq!(
+            decide(pending.as_ref(), another.clone()),
+            Err(TenantError::SetUpByAnother)
+        );
+        assert_eq!(decide(pending.as_ref(), registered()), Ok(vec![]));
+        // With nothing pending, who asks does not matter.
+        assert!(matches!(
+            &decide(None, another).unwrap()[..],
+            [TenantEvent::Registered(_)]
+        ));
     }
 
     #[test]

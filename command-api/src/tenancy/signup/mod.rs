@@ -110,6 +110,7 @@ pub async fn set_up(
         name: tenant.name,
         admin,
         fingerprint,
+        started_here: false,
     };
     commands::execute(
         app,
@@ -174,6 +175,9 @@ pub(crate) fn tenant_error(id: &TenantId, error: TenantError) -> ApiError {
         TenantError::Abandoned => {
             ApiError::Conflict(format!("the set-up of `{id}` was abandoned; start again"))
         }
+        TenantError::SetUpByAnother => ApiError::Conflict(format!(
+            "a tenant `{id}` is being set up by another request"
+        )),
     }
 }
 
@@ -185,19 +189,43 @@ struct RegisterTenant {
     name: TenantName,
     admin: RegisterUser,
     fingerprint: String,
+    /// Read in the transaction: a pending set-up of this id was started by this request.
+    started_here: bool,
 }
 
 impl Command for RegisterTenant {
     type Aggregate = TenantState;
     const KEEPS_ROWS: bool = true;
+    const READS_FACTS: bool = true;
 
     fn stream(&self) -> StreamId {
         tenant_stream(&self.id)
     }
 
+    async fn read_facts(
+        &mut self,
+        tx: &mut TenantTransaction<'_>,
+        state: Option<&TenantState>,
+        _caller: &Caller,
+    ) -> Result<(), ApiError> {
+        if state.is_some() {
+            // Locked: a concurrent retry waits here until this one has committed.
+            let started_by = sqlx::query_scalar!(
+                "SELECT setup_fingerprint FROM tenants WHERE id = $1 AND status = 'pending' FOR UPDATE",
+                self.id.as_str()
+            )
+            .fetch_optional(tx.connection())
+            .await?
+            .flatten();
+            self.started_here = started_by.as_deref() == Some(self.fingerprint.as_str());
+        }
+        Ok(())
+    }
+
     fn decide(&mut self, state: Option<&TenantState>) -> Result<Vec<TenantEvent>, ApiError> {
         let command = TenantCommand::Register {
             name: self.name.clone(),
+            started_here: self.started_here,
         };
         decide(state, command).map_err(|error| tenant_error(&self.id, error))
     }
@@ -208,21 +236,8 @@ impl Command for RegisterTenant {
         landed: &Landed<'_, TenantState>,
     ) -> Result<(), ApiError> {
         if landed.events.is_empty() {
-            let started_by = sqlx::query_scalar!(
-                "SELECT setup_fingerprint FROM tenants WHERE id = $1 AND status = 'pending' FOR UPDATE",
-                self.id.as_str()
-            )
-            .fetch_optional(tx.connection())
-            .await?
-            .flatten();
-            return if started_by.as_deref() == Some(self.fingerprint.as_str()) {
-                Ok(())
-            } else {
-                Err(ApiError::Conflict(format!(
-                    "a tenant `{}` is being set up by another request",
-                    self.id
-                )))
-            };
+            // The request that started the set-up, again: it resumes (decided above).
+            return Ok(());
         }
         let inserted = sqlx::query!(
             r#"INSERT INTO tenants (id, name, status, setup_fingerprint) VALUES ($1, $2, 'pending', $3)
