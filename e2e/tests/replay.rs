@@ -166,7 +166,11 @@ async fn a_full_replay_while_writes_continue_swaps_without_a_short_read_verifies
         )
         .await;
     }
-    service::eventually(Duration::from_secs(90), || async {
+    // This test is about the replay, not freshness, so the wait outlasts the projector's own
+    // recovery from a stuck consumer (health fails after 30 s, the consumer is replaced 60 s
+    // later). One run from a clean clone saw the last two seeds still missing at 90 s; the
+    // cause is not known yet (a stuck consumer fits; so would a held log horizon).
+    service::eventually(Duration::from_secs(150), || async {
         match (
             seeded_in_search(&pipeline).await,
             seeded_in_read_model(&store).await,
