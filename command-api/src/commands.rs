@@ -78,12 +78,9 @@ pub trait Command: Send {
 
     /// Whether [`Command::record`] writes rows beside the events. A command that does not,
     /// on a new stream and without an `Idempotency-Key`, is its append alone: one round
-    /// trip, no transaction to open and commit around it.
+    /// trip, no transaction to open and commit around it. A command that reads facts
+    /// ([`Command::read_facts`]) needs that transaction too, and says so here.
     const KEEPS_ROWS: bool = false;
-
-    /// Whether [`Command::read_facts`] reads anything. A command that does always runs in
-    /// a transaction: facts read outside one could be stale by the time its events land.
-    const READS_FACTS: bool = false;
 
     /// The stream written.
     fn stream(&self) -> StreamId;
@@ -137,10 +134,7 @@ pub async fn execute<C: Command>(
     if let Scope::Tenant(writer) = idempotency.scope() {
         app.limits.write(writer.as_str())?;
     }
-    if !idempotency.has_key()
-        && command.precondition() == Precondition::NewStream
-        && !C::KEEPS_ROWS
-        && !C::READS_FACTS
+    if !idempotency.has_key() && command.precondition() == Precondition::NewStream && !C::KEEPS_ROWS
     {
         return append_alone(app, caller, tenant, command).await;
     }

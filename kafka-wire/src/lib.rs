@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`cloudevents`]: how an event becomes a Kafka record (topic, key, value, `ce_` headers),
 //!   and the reference record of an event too large for Kafka ([`cloudevents::DATAREF`]).
-//! - [`topics`]: the topic of each aggregate type (from [`schemas::aggregate::AGGREGATE_TYPES`])
-//!   and creating topics with Chronicle's settings.
+//! - [`topics`]: creating the topics of the aggregate types (one each,
+//!   [`cloudevents::topic_for`]) with Chronicle's settings.
 
 pub mod cloudevents;
 pub mod topics;

@@ -8,16 +8,6 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use schemas::AggregateType;
-
-use crate::topic_for;
-
-/// The topic of every aggregate type, under `prefix`.
-pub fn aggregate_topics(prefix: &str) -> Vec<String> {
-    AggregateType::names()
-        .map(|aggregate| topic_for(prefix, aggregate))
-        .collect()
-}
 
 /// Creates `topics` with unlimited retention (they are a replay source too); a topic
 /// that already exists is left as it is.

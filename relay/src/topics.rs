@@ -12,7 +12,8 @@ use rdkafka::error::KafkaError;
 
 use event_store::RawLogEvent;
 use kafka_wire::topic_for;
-use kafka_wire::topics::{aggregate_topics, create_topics};
+use kafka_wire::topics::create_topics;
+use schemas::AggregateType;
 
 use crate::RelayConfig;
 
@@ -21,6 +22,7 @@ pub struct Topics {
     prefix: String,
     partitions: i32,
     replication_factor: i32,
+    /// The aggregates whose topics exist (by aggregate, so a page needs no topic names).
     ensured: HashSet<String>,
     /// The largest record each topic takes (its `max.message.bytes`), as the broker said, or
     /// lower once a delivery showed the broker refusing less.
@@ -67,15 +69,25 @@ impl Topics {
     }
 
     /// Makes sure the topic of every aggregate in `page` (and of every aggregate type) exists.
-    pub async fn ensure_for(&mut self, page: &[RawLogEvent]) -> Result<(), KafkaError> {
-        let mut wanted = aggregate_topics(&self.prefix);
-        wanted.extend(page.iter().map(|e| topic_for(&self.prefix, e.category())));
-        wanted.retain(|topic| !self.ensured.contains(topic));
-        wanted.sort();
-        wanted.dedup();
-        if wanted.is_empty() {
+    /// Runs for every page the relay reads: once the topics exist, it only looks up each
+    /// event's aggregate, allocating nothing.
+    pub async fn ensure_for<'p>(&mut self, page: &'p [RawLogEvent]) -> Result<(), KafkaError> {
+        let every_type = AggregateType::names().map(|name| -> &'p str { name });
+        let mut missing: Vec<&'p str> = page
+            .iter()
+            .map(RawLogEvent::category)
+            .chain(every_type)
+            .filter(|aggregate| !self.ensured.contains(*aggregate))
+            .collect();
+        if missing.is_empty() {
             return Ok(());
         }
+        missing.sort_unstable();
+        missing.dedup();
+        let wanted: Vec<String> = missing
+            .iter()
+            .map(|aggregate| topic_for(&self.prefix, aggregate))
+            .collect();
         create_topics(
             &self.admin,
             &wanted,
@@ -87,7 +99,7 @@ impl Topics {
             self.record_limits.insert(topic, limit);
         }
         tracing::info!(topics = ?wanted, limits = ?self.record_limits, "topics ready");
-        self.ensured.extend(wanted);
+        self.ensured.extend(missing.into_iter().map(str::to_owned));
         Ok(())
     }
 }

@@ -57,7 +57,7 @@ impl AggregateType {
 
     /// Every aggregate type's name.
     pub fn names() -> impl Iterator<Item = &'static str> {
-        AGGREGATE_TYPES.iter().map(|aggregate| aggregate.name)
+        AGGREGATE_NAMES.iter().copied()
     }
 
     /// Every event type of every aggregate, by stored name.

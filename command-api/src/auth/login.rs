@@ -326,7 +326,9 @@ pub async fn refresh(
         Err(RefreshError::NoAccount) => {
             return Err(ApiError::Unauthenticated("the account no longer exists"));
         }
-        Err(RefreshError::TenantNotActive { status }) if status == "suspended" => {
+        Err(RefreshError::TenantNotActive {
+            status: Some(TenantStatus::Suspended),
+        }) => {
             return Err(ApiError::Forbidden("the tenant is suspended"));
         }
         Err(RefreshError::TenantNotActive { .. }) => {

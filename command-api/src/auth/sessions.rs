@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::tenancy::TenantStatus;
+
 /// What distinguishes Chronicle's refresh tokens from anything else a client holds.
 const PREFIX: &str = "crt_";
 
@@ -43,10 +45,10 @@ pub enum RefreshError {
     Reused,
     #[error("the account of the refresh token no longer exists")]
     NoAccount,
-    /// The user's tenant, as the database says, cannot be used (suspended, or not set up
-    /// or taken back); nothing was spent.
-    #[error("the tenant of the refresh token is {status}")]
-    TenantNotActive { status: String },
+    /// The user's tenant, as the database says, cannot be used (suspended, still being set
+    /// up, or none: taken back); nothing was spent.
+    #[error("the tenant of the refresh token is not active ({status:?})")]
+    TenantNotActive { status: Option<TenantStatus> },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -176,13 +178,9 @@ impl Sessions {
                         .bind(&tenant)
                         .fetch_optional(&mut *tx)
                         .await?;
-                match status.as_deref() {
-                    Some("active") => Some(tenant),
-                    other => {
-                        return Err(RefreshError::TenantNotActive {
-                            status: other.unwrap_or("not registered").to_owned(),
-                        });
-                    }
+                match status.as_deref().map(TenantStatus::parse) {
+                    Some(TenantStatus::Active) => Some(tenant),
+                    status => return Err(RefreshError::TenantNotActive { status }),
                 }
             }
             None => {

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use event_store::{StreamId, TenantId, TenantTransaction};
-use schemas::{DomainEvent, Permission, RoleName, TenantEvent};
+use schemas::{Permission, RoleName, TenantEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,7 +23,7 @@ use crate::idempotency::{Idempotency, Scope, StoredResponse};
 use crate::openapi::fields;
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::state::AppState;
-use crate::tenancy::aggregate::TenantState;
+use crate::tenancy::aggregate::{TenantState, tenant_stream};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -297,11 +297,9 @@ impl RoleWrite {
 impl Command for RoleWrite {
     type Aggregate = TenantState;
     const KEEPS_ROWS: bool = true;
-    const READS_FACTS: bool = true;
 
     fn stream(&self) -> StreamId {
-        StreamId::for_aggregate(TenantEvent::AGGREGATE, &self.tenant)
-            .expect("tenant ids make valid stream ids")
+        tenant_stream(&self.tenant)
     }
 
     async fn read_facts(

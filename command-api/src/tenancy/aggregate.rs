@@ -3,13 +3,19 @@
 //! the rules of a tenant's life: set up pending, activated once, taken back if nobody
 //! finished it, suspended and reactivated only once set up.
 
+use event_store::{StreamId, TenantId};
 use schemas::{
-    TenantActivated, TenantEvent, TenantName, TenantReactivated, TenantRegistered,
+    DomainEvent, TenantActivated, TenantEvent, TenantName, TenantReactivated, TenantRegistered,
     TenantSignupAbandoned, TenantSuspended,
 };
 
 use super::registry::TenantStatus;
 use crate::commands::Aggregate;
+
+/// The tenant's stream, `tenant-<id>`: its life and its roles.
+pub(crate) fn tenant_stream(id: &TenantId) -> StreamId {
+    StreamId::for_aggregate(TenantEvent::AGGREGATE, id).expect("tenant ids make valid stream ids")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantState {

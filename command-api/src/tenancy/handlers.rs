@@ -8,13 +8,13 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use event_store::{StreamId, TenantId, TenantTransaction};
-use schemas::{DomainEvent, TenantEvent};
+use schemas::TenantEvent;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::aggregate::{TenantCommand, TenantState, decide};
+use super::aggregate::{TenantCommand, TenantState, decide, tenant_stream};
 use super::registry::{Tenant, TenantStatus};
 use super::signup::{NewTenant, set_up, tenant_error};
 use crate::auth::Caller;
@@ -83,10 +83,6 @@ pub async fn register_tenant(
     let fingerprint = app.fingerprints.of(&Method::POST, "/v1/tenants", &body.raw);
     let idempotency = Idempotency::new(Scope::Platform, caller.user_id, key, fingerprint.clone());
     set_up(&app, &caller, idempotency, fingerprint, tenant).await
-}
-
-fn tenant_stream(id: &TenantId) -> StreamId {
-    StreamId::for_aggregate(TenantEvent::AGGREGATE, id).expect("tenant ids make valid stream ids")
 }
 
 /// Every tenant.

@@ -24,7 +24,7 @@ pub enum TenantStatus {
 }
 
 impl TenantStatus {
-    fn parse(value: &str) -> Self {
+    pub(crate) fn parse(value: &str) -> Self {
         match value {
             "active" => Self::Active,
             "pending" => Self::Pending,

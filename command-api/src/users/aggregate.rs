@@ -46,6 +46,17 @@ pub struct Registration {
     pub role: RoleName,
 }
 
+impl From<Registration> for UserRegistered {
+    fn from(new: Registration) -> Self {
+        Self {
+            user_id: new.user_id,
+            username: new.username,
+            display_name: new.display_name,
+            role: new.role,
+        }
+    }
+}
+
 /// What changes about an existing user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserChange {
@@ -127,15 +138,7 @@ pub fn decide(
     match command {
         UserCommand::Register(new) => {
             facts.may_grant(&new.role)?;
-            Ok(vec![
-                UserRegistered {
-                    user_id: new.user_id,
-                    username: new.username,
-                    display_name: new.display_name,
-                    role: new.role,
-                }
-                .into(),
-            ])
+            Ok(vec![UserRegistered::from(new).into()])
         }
         UserCommand::Change(change) => {
             decide_change(state.ok_or(UserError::NotFound)?, change, facts)

@@ -3,7 +3,7 @@
 //! and the time. Only versions from the lowest one in the batch are (re)written.
 
 use event_store::TenantId;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
@@ -53,7 +53,7 @@ impl Projection for History {
         Box::new(HistoryBuild(target.index_build()))
     }
 
-    /// One document per version, each deleted from the index it was found in.
+    /// One document per version.
     async fn forget(
         &self,
         sinks: &Sinks,
@@ -61,15 +61,8 @@ impl Projection for History {
         subject: &StreamId,
     ) -> Result<u64, ProjectionError> {
         let target = sinks.targets.of(self);
-        let mut by_index: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (index, id) in streams::subject_documents(&sinks.es, target, tenant, subject).await? {
-            by_index.entry(index).or_default().push(id);
-        }
-        let mut deleted = 0;
-        for (index, ids) in by_index {
-            deleted += streams::delete_documents(&sinks.es, &index, &ids).await?;
-        }
-        Ok(deleted)
+        let documents = streams::subject_documents(&sinks.es, target, tenant, subject).await?;
+        Ok(streams::delete_documents(&sinks.es, &documents).await?)
     }
 }
 

@@ -71,7 +71,8 @@ impl Projection for Search {
             return Ok(0);
         };
         let index = sinks.targets.of(self);
-        Ok(streams::delete_documents(&sinks.es, index, &[customer.to_string()]).await?)
+        let document = (index.to_owned(), customer.to_string());
+        Ok(streams::delete_documents(&sinks.es, &[document]).await?)
     }
 }
 

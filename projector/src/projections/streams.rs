@@ -185,13 +185,17 @@ pub async fn held_documents(
         .collect())
 }
 
-/// The (index, id) of every document of `subject` (a stream) of `tenant` in `target`.
-pub async fn subject_documents(
+/// Where a document is: its (physical) index and its id.
+pub type Located = (String, String);
+
+/// Every document of `tenant` in `target` that also matches `filter` (a query clause), as
+/// (index, id), in position order.
+pub async fn tenant_documents(
     es: &Es,
     target: &str,
     tenant: &TenantId,
-    subject: &StreamId,
-) -> Result<Vec<(String, String)>, EsError> {
+    filter: Value,
+) -> Result<Vec<Located>, EsError> {
     let hits = es
         .search_all(
             target,
@@ -199,7 +203,7 @@ pub async fn subject_documents(
                 "_source": false,
                 "query": { "bool": { "filter": [
                     { "term": { "tenant_id": tenant.as_str() } },
-                    { "term": { "stream_id": subject.as_str() } },
+                    filter,
                 ]}},
                 // Unique per document in every index (one document per event or customer).
                 "sort": [{ "global_position": "asc" }],
@@ -217,40 +221,54 @@ pub async fn subject_documents(
         .collect())
 }
 
-/// Removes the `ids` from `index` (an alias with one write index, or an index). Returns
-/// how many were there.
-pub async fn delete_documents(es: &Es, index: &str, ids: &[String]) -> Result<u64, EsError> {
-    let mut deleted = 0;
-    for chunk in ids.chunks(1000) {
-        let lines = chunk
-            .iter()
-            .map(|id| json!({ "delete": { "_index": index, "_id": id } }))
-            .collect();
-        let items = es.bulk(lines, true).await?;
-        deleted += items
-            .iter()
-            .filter(|item| item["delete"]["status"].as_u64() == Some(200))
-            .count() as u64;
-    }
-    Ok(deleted)
+/// Every document of `subject` (a stream) of `tenant` in `target`.
+pub async fn subject_documents(
+    es: &Es,
+    target: &str,
+    tenant: &TenantId,
+    subject: &StreamId,
+) -> Result<Vec<Located>, EsError> {
+    let filter = json!({ "term": { "stream_id": subject.as_str() } });
+    tenant_documents(es, target, tenant, filter).await
 }
 
-/// Empties the `payload` of each (index, id) document, keeping the rest (who, what, when).
-/// A partial update bumps the document's version past the event's position, so a late
-/// redelivery of the event is refused as old and cannot bring the payload back.
-pub async fn redact_payloads(es: &Es, documents: &[(String, String)]) -> Result<u64, EsError> {
-    let mut redacted = 0;
+/// Removes the documents. Returns how many were there.
+pub async fn delete_documents(es: &Es, documents: &[Located]) -> Result<u64, EsError> {
+    per_document(es, documents, "delete", |_| None).await
+}
+
+/// Empties the `payload` of each document, keeping the rest (who, what, when). A partial
+/// update bumps the document's version past the event's position, so a late redelivery of
+/// the event is refused as old and cannot bring the payload back.
+pub async fn redact_payloads(es: &Es, documents: &[Located]) -> Result<u64, EsError> {
+    per_document(es, documents, "update", |_| {
+        Some(json!({ "doc": { "payload": null } }))
+    })
+    .await
+}
+
+/// One `operation` per document, in bulks of 1000, refreshed so readers see the result at
+/// once; `body` gives the line that follows the action, if the operation takes one.
+/// Returns how many documents it applied to.
+async fn per_document(
+    es: &Es,
+    documents: &[Located],
+    operation: &str,
+    body: impl Fn(&Located) -> Option<Value>,
+) -> Result<u64, EsError> {
+    let mut applied = 0;
     for chunk in documents.chunks(1000) {
         let mut lines = Vec::with_capacity(chunk.len() * 2);
-        for (index, id) in chunk {
-            lines.push(json!({ "update": { "_index": index, "_id": id } }));
-            lines.push(json!({ "doc": { "payload": null } }));
+        for document in chunk {
+            let (index, id) = document;
+            lines.push(json!({ operation: { "_index": index, "_id": id } }));
+            lines.extend(body(document));
         }
         let items = es.bulk(lines, true).await?;
-        redacted += items
+        applied += items
             .iter()
-            .filter(|item| item["update"]["status"].as_u64() == Some(200))
+            .filter(|item| item[operation]["status"].as_u64() == Some(200))
             .count() as u64;
     }
-    Ok(redacted)
+    Ok(applied)
 }

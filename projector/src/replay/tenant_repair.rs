@@ -5,7 +5,6 @@
 
 use event_store::TenantId;
 use read_model::indices::ensure_tenant_aliases;
-use read_model::{Es, EsError};
 use serde_json::json;
 
 use super::build::Builders;
@@ -68,12 +67,13 @@ pub async fn rebuild_tenant(
         let index = projection.live_target(context.prefix());
         context.es.refresh(&index).await?;
         let written = build.written_ids().cloned().unwrap_or_default();
-        let strays: Vec<String> = tenant_document_ids(&context.es, &index, tenant, read_to)
+        let read = json!({ "range": { "global_position": { "lte": read_to } } });
+        let strays: Vec<_> = streams::tenant_documents(&context.es, &index, tenant, read)
             .await?
             .into_iter()
-            .filter(|id| !written.contains(id))
+            .filter(|(_, id)| !written.contains(id))
             .collect();
-        report.strays_deleted += streams::delete_documents(&context.es, &index, &strays).await?;
+        report.strays_deleted += streams::delete_documents(&context.es, &strays).await?;
     }
     if repaired_indices {
         ensure_tenant_aliases(&context.es, context.prefix(), tenant.as_str()).await?;
@@ -98,31 +98,4 @@ pub async fn rebuild_tenant(
     }
     progress.finish();
     Ok(())
-}
-
-/// The ids of the tenant's documents in `index` at or before `position`.
-async fn tenant_document_ids(
-    es: &Es,
-    index: &str,
-    tenant: &TenantId,
-    position: u64,
-) -> Result<Vec<String>, EsError> {
-    let hits = es
-        .search_all(
-            index,
-            json!({
-                "_source": false,
-                "query": { "bool": { "filter": [
-                    { "term": { "tenant_id": tenant.as_str() } },
-                    { "range": { "global_position": { "lte": position } } },
-                ]}},
-                // Unique per document in every index (one document per event or customer).
-                "sort": [{ "global_position": "asc" }],
-            }),
-        )
-        .await?;
-    Ok(hits
-        .iter()
-        .filter_map(|hit| hit["_id"].as_str().map(str::to_owned))
-        .collect())
 }

@@ -4,13 +4,12 @@ use axum::http::StatusCode;
 use event_store::{StreamId, TenantId, TenantTransaction};
 use schemas::TenantEvent;
 
-use super::tenant_stream;
 use crate::auth::Caller;
 use crate::commands::{self, Command, Landed};
 use crate::idempotency::{Idempotency, Scope, StoredResponse};
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::tenancy::aggregate::{TenantCommand, TenantState, decide};
+use crate::tenancy::aggregate::{TenantCommand, TenantState, decide, tenant_stream};
 
 /// Takes back tenants left pending longer than the configured timeout; how many.
 pub async fn abandon_stale(app: &AppState) -> Result<usize, ApiError> {

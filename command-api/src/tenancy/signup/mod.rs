@@ -29,12 +29,12 @@ use chrono::{DateTime, Utc};
 use event_store::{
     EventMetadata, ExpectedVersion, NewEvent, StreamId, TenantId, TenantTransaction,
 };
-use schemas::{DomainEvent, TenantEvent, TenantName};
+use schemas::{TenantEvent, TenantName};
 
 pub use housekeeping::abandon_stale;
 pub use http::{SignupInput, router};
 
-use super::aggregate::{TenantCommand, TenantError, TenantState, decide};
+use super::aggregate::{TenantCommand, TenantError, TenantState, decide, tenant_stream};
 use super::handlers::AdminInput;
 use super::registry::Tenant;
 use crate::auth::{Caller, password};
@@ -160,10 +160,6 @@ pub async fn set_up(
     Ok(response)
 }
 
-fn tenant_stream(id: &TenantId) -> StreamId {
-    StreamId::for_aggregate(TenantEvent::AGGREGATE, id).expect("tenant ids make valid stream ids")
-}
-
 /// A tenant's domain error as the API answers it, naming the tenant.
 pub(crate) fn tenant_error(id: &TenantId, error: TenantError) -> ApiError {
     match error {
@@ -196,7 +192,6 @@ struct RegisterTenant {
 impl Command for RegisterTenant {
     type Aggregate = TenantState;
     const KEEPS_ROWS: bool = true;
-    const READS_FACTS: bool = true;
 
     fn stream(&self) -> StreamId {
         tenant_stream(&self.id)
