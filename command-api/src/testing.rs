@@ -259,8 +259,22 @@ impl TestApp {
             .await
     }
 
+    /// Logs in and returns the access token. A login shed with 503 is retried after its
+    /// `Retry-After`, as a well-behaved client would: the password threads are shared by the
+    /// whole test process, and another test may be flooding them on purpose.
     pub async fn token(&self, tenant: Option<&str>, username: &str, password: &str) -> String {
-        let reply = self.login(tenant, username, password).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut reply = self.login(tenant, username, password).await;
+        while reply.status == StatusCode::SERVICE_UNAVAILABLE
+            && std::time::Instant::now() < deadline
+        {
+            let wait = reply
+                .header("retry-after")
+                .and_then(|secs| secs.parse().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            reply = self.login(tenant, username, password).await;
+        }
         assert_eq!(
             reply.status,
             StatusCode::OK,
