@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::{BoxError, Router};
 use event_store::EventStore;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -90,8 +90,7 @@ impl Application {
         };
         // A request waits at most the acquire budget for a connection; beyond it the pool is
         // saturated and the client is told to retry (503), never left hanging or given a 500.
-        let pool = PgPoolOptions::new()
-            .max_connections(config.db_pool_size.max(2))
+        let pool = event_store::pool::options(config.db_pool_size.max(2))
             .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
             .connect_with(
                 PgConnectOptions::from_str(config.database_url.expose())?

@@ -1,9 +1,11 @@
 //! `./dev bench commands`: create-customer over HTTP with 1, 8, 32 and 64 concurrent
-//! clients, against plain PostgreSQL single-row inserts of a row of the same shape (the
-//! event row, into a table of the same columns and indexes, same clients, same database,
-//! same durability) in the same run; then the latency of both at half of Chronicle's
-//! highest throughput, offered open-loop (each request at its scheduled time, latency
-//! counted from that time, so a stall is not hidden by the clients waiting).
+//! clients, against the same row inserted by PostgreSQL's own `pgbench` (prepared
+//! statements, the same clients, into a table `LIKE` the event table: same columns,
+//! defaults, constraints and indexes, same database, same durability) in the same run; then
+//! the latency of both at half of Chronicle's highest throughput, offered open-loop (each
+//! request at its scheduled time, latency counted from that time, so a stall is not hidden
+//! by the clients waiting). The same inserts from Rust clients (sqlx) are measured beside
+//! them, without a goal: what a client library costs, not what the database takes.
 //!
 //! The tenant's write limit is lifted for the run: the limiter is not what is measured.
 //! `CHRONICLE_BENCH_SECONDS` (default 10) per measurement.
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use command_api::testing::TestApp;
 use e2e::bench::{LoadPoint, Report, Row, env_number, percentile};
+use e2e::pgbench::{self, PgbenchRun};
 use event_store::testing::ScratchDatabase;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -84,108 +87,141 @@ async fn main() {
     };
     let baseline = Baseline::prepare(&db).await;
 
-    // Warm both paths (connections, caches) before measuring.
+    // Warm the paths (connections, caches) before measuring.
     closed_loop(8, Duration::from_secs(2), |i| api.create(i)).await;
     closed_loop(8, Duration::from_secs(2), |i| baseline.insert(i)).await;
+    baseline.pgbench(8, Duration::from_secs(2), None).await;
 
     let mut report = Report::new("commands");
-    let mut peaks = (0.0f64, 0.0f64);
+    let mut peaks = Peaks::default();
     let mut failures = 0;
     println!();
     println!(
-        "{:>8} {:>14} {:>14} {:>7} {:>10} {:>10} {:>8}",
-        "clients", "chronicle/s", "inserts/s", "ratio", "p50 ms", "p99 ms", "non-2xx"
+        "{:>8} {:>12} {:>12} {:>7} {:>12} {:>9} {:>9} {:>8}",
+        "clients", "chronicle/s", "pgbench/s", "ratio", "sqlx ins/s", "p50 ms", "p99 ms", "non-2xx"
     );
     for clients in levels {
         let chronicle = closed_loop(clients, duration, |i| api.create(i)).await;
+        let pg = baseline.pgbench(clients, duration, None).await;
         let raw = closed_loop(clients, duration, |i| baseline.insert(i)).await;
         failures += chronicle.failed;
         println!(
-            "{clients:>8} {:>14.0} {:>14.0} {:>7.2} {:>10.1} {:>10.1} {:>8}",
+            "{clients:>8} {:>12.0} {:>12.0} {:>7.2} {:>12.0} {:>9.1} {:>9.1} {:>8}",
             chronicle.throughput(),
+            pg.tps,
+            chronicle.throughput() / pg.tps,
             raw.throughput(),
-            chronicle.throughput() / raw.throughput(),
             chronicle.p(0.5),
             chronicle.p(0.99),
             chronicle.failed,
         );
         report.rows.push(Row::rate(
-            &format!("create customer, {clients} client(s)"),
+            &format!("create customer ÷ pgbench insert, {clients} client(s)"),
             "req/s",
             chronicle.throughput(),
-            raw.throughput(),
+            pg.tps,
             None,
         ));
-        for (series, run) in [("chronicle", &chronicle), ("postgresql insert", &raw)] {
+        for (series, throughput, latencies) in [
+            ("chronicle", chronicle.throughput(), &chronicle.latencies_ms),
+            ("pgbench insert", pg.tps, &pg.latencies_ms),
+        ] {
             report.load.push(LoadPoint {
                 series: format!("{series} (closed loop)"),
                 load: clients as f64,
-                throughput: run.throughput(),
-                p50_ms: run.p(0.5),
-                p99_ms: run.p(0.99),
+                throughput,
+                p50_ms: percentile(latencies, 0.5),
+                p99_ms: percentile(latencies, 0.99),
             });
         }
-        peaks = (
-            peaks.0.max(chronicle.throughput()),
-            peaks.1.max(raw.throughput()),
-        );
+        peaks.chronicle = peaks.chronicle.max(chronicle.throughput());
+        peaks.pgbench = peaks.pgbench.max(pg.tps);
+        peaks.sqlx = peaks.sqlx.max(raw.throughput());
     }
 
-    let rate = (peaks.0 / 2.0).max(1.0);
+    let rate = (peaks.chronicle / 2.0).max(1.0);
     let chronicle = open_loop(rate, duration, |i| api.create(i)).await;
-    let raw = open_loop(rate, duration, |i| baseline.insert(i)).await;
+    let pg = baseline
+        .pgbench(CLIENTS[CLIENTS.len() - 1], duration, Some(rate))
+        .await;
     failures += chronicle.failed;
     println!();
     println!(
-        "at half of chronicle's peak ({rate:.0}/s, open loop): chronicle p50 {:.1} ms p99 {:.1} ms; inserts p50 {:.1} ms p99 {:.1} ms",
+        "at half of chronicle's peak ({rate:.0}/s, open loop): chronicle p50 {:.1} ms p99 {:.1} ms; pgbench p50 {:.1} ms p99 {:.1} ms",
         chronicle.p(0.5),
         chronicle.p(0.99),
-        raw.p(0.5),
-        raw.p(0.99)
+        percentile(&pg.latencies_ms, 0.5),
+        percentile(&pg.latencies_ms, 0.99),
     );
     println!(
-        "peak: chronicle {:.0}/s, inserts {:.0}/s, ratio {:.2}",
-        peaks.0,
-        peaks.1,
-        peaks.0 / peaks.1
+        "peak: chronicle {:.0}/s, pgbench {:.0}/s (ratio {:.2}), sqlx inserts {:.0}/s (ratio {:.2})",
+        peaks.chronicle,
+        peaks.pgbench,
+        peaks.chronicle / peaks.pgbench,
+        peaks.sqlx,
+        peaks.chronicle / peaks.sqlx,
     );
     println!("non-2xx answers: {failures}");
 
     report.rows.insert(
         0,
         Row::rate(
-            "create customer, peak of 1-64 clients",
+            "create customer ÷ pgbench insert, peak of 1-64 clients",
             "req/s",
-            peaks.0,
-            peaks.1,
+            peaks.chronicle,
+            peaks.pgbench,
             Some(0.5),
+        ),
+    );
+    report.rows.insert(
+        1,
+        Row::rate(
+            "create customer ÷ sqlx-client insert, peak of 1-64 clients",
+            "req/s",
+            peaks.chronicle,
+            peaks.sqlx,
+            None,
         ),
     );
     report.rows.push(Row::latency(
         &format!("create customer p50 at half load ({rate:.0}/s)"),
         chronicle.p(0.5),
-        Some(raw.p(0.5)),
+        Some(percentile(&pg.latencies_ms, 0.5)),
         None,
     ));
     report.rows.push(Row::latency(
         &format!("create customer p99 at half load ({rate:.0}/s)"),
         chronicle.p(0.99),
-        Some(raw.p(0.99)),
+        Some(percentile(&pg.latencies_ms, 0.99)),
         Some(25.0),
     ));
     report
         .rows
         .push(Row::zero("create customer, non-2xx answers", failures));
-    for (series, run) in [("chronicle", &chronicle), ("postgresql insert", &raw)] {
+    report
+        .rows
+        .push(Row::zero("pgbench, failed transactions", pg.failed));
+    for (series, throughput, latencies) in [
+        ("chronicle", chronicle.throughput(), &chronicle.latencies_ms),
+        ("pgbench insert", pg.tps, &pg.latencies_ms),
+    ] {
         report.load.push(LoadPoint {
             series: format!("{series} (open loop, half load)"),
             load: rate,
-            throughput: run.throughput(),
-            p50_ms: run.p(0.5),
-            p99_ms: run.p(0.99),
+            throughput,
+            p50_ms: percentile(latencies, 0.5),
+            p99_ms: percentile(latencies, 0.99),
         });
     }
     report.write();
+}
+
+/// The highest throughput of each path over the client counts.
+#[derive(Debug, Default)]
+struct Peaks {
+    chronicle: f64,
+    pgbench: f64,
+    sqlx: f64,
 }
 
 /// The API, as a client sees it.
@@ -233,6 +269,7 @@ impl Api {
 /// Plain single-row inserts of the event row the API writes, as the app role.
 struct Baseline {
     pool: sqlx::PgPool,
+    url: String,
 }
 
 impl Baseline {
@@ -252,7 +289,24 @@ impl Baseline {
             .connect(&db.app_url())
             .await
             .unwrap();
-        Self { pool }
+        Self {
+            pool,
+            url: db.app_url(),
+        }
+    }
+
+    /// The same row inserted by pgbench: its payload and metadata of the same size, fresh
+    /// ids each time (`gen_random_uuid`, as random as the v7 ids are unique).
+    async fn pgbench(&self, clients: usize, duration: Duration, rate: Option<f64>) -> PgbenchRun {
+        const SCRIPT: &str = r#"\set n random(1, 2000000000)
+INSERT INTO bench_events (tenant_id, stream_id, stream_version, event_id, event_type,
+                          schema_version, payload, metadata)
+VALUES ('bench', 'customer-' || gen_random_uuid(), 1, gen_random_uuid(), 'CustomerRegistered', 1,
+        ('{"name": "Bench Customer ' || :n || '", "email": "bench' || :n || '@example.com", "tags": ["bench"]}')::jsonb,
+        ('{"actor_id": "' || gen_random_uuid() || '", "actor_name": "Admin", "request_id": "' || gen_random_uuid()
+          || '", "correlation_id": "' || gen_random_uuid() || '", "causation_id": "' || gen_random_uuid() || '"}')::jsonb);
+"#;
+        pgbench::run(&self.url, SCRIPT, clients, duration, rate).await
     }
 
     async fn insert(&self, i: u64) -> bool {

@@ -6,15 +6,17 @@
 //! - [`pipeline`]: the relay and the projector without the API, for the projector's tests
 //!   (here rather than in the projector, which must not depend on the relay).
 //! - [`bench`]: percentiles and the report every benchmark writes for `./dev bench`.
+//! - [`pgbench`]: PostgreSQL's own `pgbench`, the baseline a write path is held to.
 //! - [`lab`]: the real processes under load, for `./dev chaos` and `./dev soak` (the
 //!   `chaos` and `soak` binaries).
 //! - `tests/`: the read endpoints through the pipeline; the projections fed by a real relay
 //!   (pipeline, health, replay, stored events, forgetting).
-//! - `benches/`: `relay`, `commands`, `projector` and `replay`, each against its raw
-//!   baseline in the same run.
+//! - `benches/`: `relay`, `commands`, `projector`, `replay` and `system`, each against
+//!   its raw baseline in the same run.
 
 pub mod bench;
 pub mod lab;
+pub mod pgbench;
 pub mod pipeline;
 
 use std::ops::Deref;

@@ -10,6 +10,7 @@
 //! - [`replay_reads`]: what rebuilding and verifying projections read: a tenant's whole
 //!   log, its (stream, version, position) index, the tenants with events, the settled horizon.
 //! - [`migrations`]: the schema, embedded, run by the owner role.
+//! - [`pool`]: how every process keeps its connections (checked only after sitting idle).
 //! - [`error`]: [`EventStoreError`], what can go wrong, typed.
 //! - `testing` (feature `testing`): a scratch database per test, and event fixtures.
 //!
@@ -23,6 +24,7 @@ pub mod append;
 pub mod error;
 pub mod global_log;
 pub mod migrations;
+pub mod pool;
 pub mod replay_reads;
 pub mod stream;
 pub mod tenant_scope;

@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 
-ORDER = ["relay", "commands", "projector", "replay"]
+ORDER = ["relay", "commands", "projector", "replay", "system"]
 
 
 def load(directory, names):

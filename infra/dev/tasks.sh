@@ -178,7 +178,7 @@ cmd_test() {
 # Benchmarks are cargo benches (release profile, harness = false) of the e2e crate, each
 # against a raw baseline in the same run. Each writes .chronicle/bench/<name>.json; the
 # summary (table, Markdown report, latency plot) is made from those by infra/bench/report.py.
-BENCHES=(relay:e2e commands:e2e projector:e2e replay:e2e)
+BENCHES=(relay:e2e commands:e2e projector:e2e replay:e2e system:e2e)
 
 cmd_bench() {
   have_workspace || die "no Cargo.toml: nothing to benchmark"
@@ -191,11 +191,19 @@ cmd_bench() {
   postgres_drop_test_databases
   need_cmd python3 python3
   export CHRONICLE_BENCH_DIR="$STATE/bench"
+  # The commands benchmark's baseline is the server's own pgbench.
+  if pg_bin >/dev/null 2>&1 && [ -x "$(pg_bin)/pgbench" ]; then export CHRONICLE_PGBENCH="$(pg_bin)/pgbench"; fi
   mkdir -p "$CHRONICLE_BENCH_DIR"
   cd "$ROOT"
   for entry in "${BENCHES[@]}"; do
     name=${entry%%:*} crate=${entry#*:}
     [ "$wanted" = all ] || [ "$wanted" = "$name" ] || continue
+    if [ "$name" = system ]; then
+      # The whole system runs as ./dev up runs it: the three binaries, built in release.
+      say "bench: cargo build --release (command-api, relay, projector)"
+      cargo build --release -p command-api -p relay -p projector --bins
+      export CHRONICLE_LAB_BIN_DIR="$ROOT/target/release"
+    fi
     say "bench: $name (cargo bench -p $crate --bench $name)"
     rm -f "$CHRONICLE_BENCH_DIR/$name.json"
     cargo bench -p "$crate" --bench "$name"

@@ -9,7 +9,6 @@ use event_store::EventStore;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -53,8 +52,7 @@ impl Projector {
             "CHRONICLE_PROJECTOR_DATABASE_URL",
             config.database_url.expose(),
         )?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
+        let pool = event_store::pool::options(8)
             .connect(config.database_url.expose())
             .await?;
         let es = Es::new(&config.elasticsearch_url)?;

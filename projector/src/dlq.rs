@@ -261,8 +261,7 @@ pub async fn redrive(config: &ProjectorConfig) -> Result<RedriveSummary, Redrive
         tokio::task::spawn_blocking(move || read_all(&reader_config, Some(&group)))
             .await
             .expect("the dead-letter reader does not panic")?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
+    let pool = event_store::pool::options(2)
         .connect(config.database_url.expose())
         .await?;
     let sinks = Sinks::live(

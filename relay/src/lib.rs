@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use service::retry::Backoff;
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -91,8 +91,7 @@ impl Relay {
             "CHRONICLE_RELAY_DATABASE_URL",
             config.database_url.expose(),
         )?;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
+        let pool = event_store::pool::options(4)
             .connect(config.database_url.expose())
             .await?;
         let metrics_listener = TcpListener::bind(&config.metrics_addr).await?;

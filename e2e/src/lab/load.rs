@@ -464,7 +464,7 @@ async fn send_until_answered(
     }
 }
 
-async fn login(
+pub async fn login(
     client: &reqwest::Client,
     api: &str,
     tenant: Option<&str>,

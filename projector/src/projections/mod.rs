@@ -28,6 +28,8 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use event_store::{EventStore, TenantId};
 use futures_util::future::BoxFuture;
@@ -364,6 +366,35 @@ pub struct Sinks {
     pub es: Es,
     pub index_prefix: String,
     pub targets: Targets,
+    /// When search was last refreshed on purpose, across the batches of this projector.
+    pub search_refreshed: Arc<RefreshClock>,
+}
+
+/// When an index was last made searchable on purpose. A projection that refreshes only
+/// small batches (the live tail) would leave a catch-up, however short, to the index's
+/// periodic refresh (a second); with the clock it still refreshes a few times a second.
+#[derive(Debug, Default)]
+pub struct RefreshClock {
+    last: Mutex<Option<Instant>>,
+}
+
+impl RefreshClock {
+    /// True, and the clock restarted, when the last refresh is more than `every` ago (or
+    /// there was none).
+    pub fn due(&self, every: Duration) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < every) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    /// Notes a refresh made for another reason (a small batch).
+    pub fn restart(&self) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
 }
 
 impl Sinks {
@@ -374,6 +405,7 @@ impl Sinks {
             es,
             index_prefix: index_prefix.to_owned(),
             targets: Targets::live(index_prefix),
+            search_refreshed: Arc::default(),
         }
     }
 }

@@ -39,9 +39,17 @@ impl Projection for Search {
     ) -> Result<Rejected, ProjectionError> {
         let alias = sinks.targets.of(self);
         // A small batch is the live tail: make it searchable now (people search for what they
-        // just created). A large one is a catch-up, where one refresh a second is plenty and
-        // refreshing every batch would slow it down.
-        let refresh = batch.len() < REFRESH_BELOW;
+        // just created). A large one is a catch-up, where refreshing every batch would slow it
+        // down; it is still refreshed a few times a second, so a short catch-up (a pause of
+        // Elasticsearch, a rebalance) does not leave what it indexed unsearchable until the
+        // index's own refresh, a second later. Before the clock, 200 creates/s saw search
+        // freshness p50 0.5 s and p99 1.8 s on two cores, from exactly that.
+        let refresh = if batch.len() < REFRESH_BELOW {
+            sinks.search_refreshed.restart();
+            true
+        } else {
+            sinks.search_refreshed.due(CATCH_UP_REFRESH_EVERY)
+        };
         index_touched_streams(sinks, batch, refresh, |_, _, _, events| {
             Ok(views::fold(events)?
                 .last()
@@ -99,6 +107,8 @@ impl Build for SearchBuild {
 
 /// Batches smaller than this are refreshed at once.
 const REFRESH_BELOW: usize = 100;
+/// How often a catch-up (batches of [`REFRESH_BELOW`] or more) is made searchable.
+const CATCH_UP_REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub fn action(index: &str, view: &CustomerView) -> Value {
     json!({ "index": { "_index": index, "_id": view.customer_id, "version": view.version, "version_type": "external" } })

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use event_store::EventStore;
 use read_model::Es;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::ReplayError;
@@ -25,14 +24,12 @@ pub struct Context {
 
 impl Context {
     pub async fn connect(config: &ProjectorConfig, owner: bool) -> Result<Self, ReplayError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
+        let pool = event_store::pool::options(4)
             .connect(config.database_url.expose())
             .await?;
         let owner = if owner {
             Some(
-                PgPoolOptions::new()
-                    .max_connections(2)
+                event_store::pool::options(2)
                     .connect(config.database_admin_url.expose())
                     .await?,
             )
