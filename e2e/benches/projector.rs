@@ -18,13 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use command_api::testing::TestApp;
-use e2e::bench::{LoadPoint, Report, Row, env_number, percentile};
+use e2e::bench::{LoadPoint, Report, Row, env_number, percentile, searchable};
 use e2e::pipeline::Pipeline;
 use event_store::testing::ScratchDatabase;
 use event_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamId, TenantId};
 use projector::projections::{registry, search};
 use projector::{Projector, views};
-use read_model::es::Method;
 use read_model::indices::{ensure_layout, remove_layout};
 use schemas::{CustomerEvent, CustomerName, CustomerRegistered, EmailAddress, Tags};
 use serde_json::json;
@@ -172,40 +171,22 @@ async fn freshness(rate: u64, seconds: u64) -> Freshness {
                         return ids.len() as u64;
                     }
                 }
-                if !ids.is_empty() {
-                    let query = json!({
-                        "size": ids.len(), "_source": ["customer_id"],
-                        "query": {"bool": {"filter": [
-                            {"term": {"tenant_id": "bench"}},
-                            {"terms": {"customer_id": ids}}
-                        ]}}
-                    });
-                    if let Ok((_, response)) = es
-                        .request(
-                            Method::Post,
-                            &format!("/{alias}/_search"),
-                            Some(query),
-                            &[404],
-                        )
-                        .await
-                    {
-                        let now = Instant::now();
-                        let mut pending = pending.lock().unwrap();
-                        let mut latencies = latencies.lock().unwrap();
-                        for hit in response["hits"]["hits"].as_array().into_iter().flatten() {
-                            if let Some(id) = hit["_source"]["customer_id"].as_str()
-                                && let Some(accepted) = pending.remove(id)
-                            {
-                                let latency = now.duration_since(accepted).as_secs_f64() * 1000.0;
-                                if std::env::var("CHRONICLE_BENCH_TRACE").is_ok() && latency > 500.0
-                                {
-                                    eprintln!(
-                                        "slow: accepted at +{:.2}s, visible after {latency:.0} ms",
-                                        accepted.duration_since(origin).as_secs_f64()
-                                    );
-                                }
-                                latencies.push(latency);
+                if !ids.is_empty()
+                    && let Some(found) = searchable(&es, &alias, &ids).await
+                {
+                    let now = Instant::now();
+                    let mut pending = pending.lock().unwrap();
+                    let mut latencies = latencies.lock().unwrap();
+                    for id in &found {
+                        if let Some(accepted) = pending.remove(id) {
+                            let latency = now.duration_since(accepted).as_secs_f64() * 1000.0;
+                            if std::env::var("CHRONICLE_BENCH_TRACE").is_ok() && latency > 500.0 {
+                                eprintln!(
+                                    "slow: accepted at +{:.2}s, visible after {latency:.0} ms",
+                                    accepted.duration_since(origin).as_secs_f64()
+                                );
                             }
+                            latencies.push(latency);
                         }
                     }
                 }

@@ -25,11 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::bench::{LoadPoint, Report, Row, env_number, percentile};
-use e2e::lab::cluster::{ADMIN, Cluster, ClusterSpec, Kind};
-use e2e::lab::load::login;
+use e2e::bench::{LoadPoint, Report, Row, env_number, percentile, searchable};
+use e2e::lab::cluster::{Cluster, ClusterSpec, Kind};
+use e2e::lab::load::register_writers;
 use futures_util::future::join_all;
-use read_model::es::Method;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +38,6 @@ use uuid::Uuid;
 const RATES: [u64; 13] = [
     100, 150, 200, 300, 400, 550, 750, 1000, 1300, 1700, 2200, 2800, 3500,
 ];
-const PASSWORD: &str = "bench-system-password";
 /// What a step must hold.
 const CREATE_P99_MS: f64 = 25.0;
 const SEARCH_P99_MS: f64 = 1000.0;
@@ -90,25 +88,22 @@ async fn main() {
     for rate in RATES {
         let outcome = load.step(rate as f64, step, &search).await;
         let holds = outcome.holds();
+        let held = outcome.held_per_second(step);
+        let [creates, patches, reads, to_search, to_read_model] = [
+            &outcome.creates,
+            &outcome.patches,
+            &outcome.reads,
+            &outcome.to_search,
+            &outcome.to_read_model,
+        ]
+        .map(|latencies| pair(latencies));
         println!(
-            "{rate:>7} {:>8.0} {:>16} {:>16} {:>16} {:>18} {:>18} {:>8} {:>5}",
-            outcome.held_per_second(step),
-            pair(&outcome.creates),
-            pair(&outcome.patches),
-            pair(&outcome.reads),
-            pair(&outcome.to_search),
-            pair(&outcome.to_read_model),
+            "{rate:>7} {held:>8.0} {creates:>16} {patches:>16} {reads:>16} {to_search:>18} {to_read_model:>18} {:>8} {:>5}",
             outcome.non_2xx(),
             if holds { "yes" } else { "no" }
         );
         report.notes.push(format!(
-            "{rate}/s offered: {:.0}/s answered 2xx; create p50/p99 {} ms, patch {} ms, read {} ms; freshness to search {} ms, to the read model {} ms; not 2xx: {}; never searchable: {}; {}",
-            outcome.held_per_second(step),
-            pair(&outcome.creates),
-            pair(&outcome.patches),
-            pair(&outcome.reads),
-            pair(&outcome.to_search),
-            pair(&outcome.to_read_model),
+            "{rate}/s offered: {held:.0}/s answered 2xx; create p50/p99 {creates} ms, patch {patches} ms, read {reads} ms; freshness to search {to_search} ms, to the read model {to_read_model} ms; not 2xx: {}; never searchable: {}; {}",
             outcome.statuses_text(),
             outcome.never_searchable,
             if holds { "holds" } else { "does not hold" }
@@ -121,7 +116,7 @@ async fn main() {
             report.load.push(LoadPoint {
                 series: series.to_owned(),
                 load: rate as f64,
-                throughput: outcome.held_per_second(step),
+                throughput: held,
                 p50_ms: percentile(latencies, 0.5),
                 p99_ms: percentile(latencies, 0.99),
             });
@@ -267,30 +262,14 @@ impl Load {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("an HTTP client");
-        let platform = login(&client, api, None, ADMIN.0, ADMIN.1)
+        let registered = register_writers(&client, api, "sys", tenants)
             .await
-            .expect("the bootstrap admin logs in");
-        let run = &Uuid::now_v7().simple().to_string()[24..];
-        let mut registered = Vec::new();
-        for n in 0..tenants {
-            let id = format!("sys-{run}-{n}");
-            let response = client
-                .post(format!("{api}/v1/tenants"))
-                .bearer_auth(&platform)
-                .json(&json!({"id": id, "name": format!("System bench tenant {n}"),
-                    "admin": {"username": "writer", "password": PASSWORD, "display_name": "Bench writer"}}))
-                .send()
-                .await
-                .expect("register a tenant");
-            assert_eq!(response.status(), StatusCode::CREATED, "register {id}");
-            let token = login(&client, api, Some(&id), "writer", PASSWORD)
-                .await
-                .expect("the tenant's writer logs in");
-            registered.push(Tenant {
+            .into_iter()
+            .map(|(_, token)| Tenant {
                 token,
                 idle: Mutex::default(),
-            });
-        }
+            })
+            .collect();
         Self {
             client,
             api: api.to_owned(),
@@ -528,30 +507,14 @@ impl SearchWatch {
         if ids.is_empty() {
             return;
         }
-        let query = json!({
-            "size": ids.len(), "_source": ["customer_id"],
-            "query": {"terms": {"customer_id": ids}}
-        });
-        let Ok((_, response)) = es
-            .request(
-                Method::Post,
-                &format!("/{alias}/_search"),
-                Some(query),
-                &[404],
-            )
-            .await
-        else {
+        let Some(found) = searchable(es, alias, &ids).await else {
             return;
         };
         let now = Instant::now();
         let mut pending = self.pending.lock().expect("pending lock");
         let mut latencies = self.latencies.lock().expect("latencies lock");
-        for hit in response["hits"]["hits"].as_array().into_iter().flatten() {
-            if let Some(id) = hit["_source"]["customer_id"]
-                .as_str()
-                .and_then(|id| id.parse().ok())
-                && let Some(accepted) = pending.remove(&id)
-            {
+        for id in found.iter().filter_map(|id| id.parse().ok()) {
+            if let Some(accepted) = pending.remove(&id) {
                 latencies.push(now.duration_since(accepted).as_secs_f64() * 1000.0);
             }
         }

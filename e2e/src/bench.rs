@@ -130,6 +130,32 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Which of the customers `ids` are searchable in the search index behind `alias` now;
+/// `None` when Elasticsearch did not answer (the caller asks again).
+pub async fn searchable(es: &read_model::Es, alias: &str, ids: &[String]) -> Option<Vec<String>> {
+    let query = serde_json::json!({
+        "size": ids.len(), "_source": ["customer_id"],
+        "query": {"terms": {"customer_id": ids}}
+    });
+    let (_, response) = es
+        .request(
+            read_model::es::Method::Post,
+            &format!("/{alias}/_search"),
+            Some(query),
+            &[404],
+        )
+        .await
+        .ok()?;
+    Some(
+        response["hits"]["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|hit| hit["_source"]["customer_id"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
 /// A number from the environment, or `default`.
 pub fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -85,31 +85,25 @@ pub async fn run(
         String::from_utf8_lossy(&output.stderr)
     );
     let mut run = PgbenchRun {
-        tps: stdout
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("tps = ")?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
+        tps: figure(&stdout, "tps = ")
             .unwrap_or_else(|| panic!("no tps in pgbench's output: {stdout}")),
-        failed: stdout
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("number of failed transactions: ")?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0),
+        failed: figure(&stdout, "number of failed transactions: ").unwrap_or(0.0) as u64,
         latencies_ms: latencies(&dir),
     };
     run.latencies_ms.sort_by(f64::total_cmp);
     let _ = std::fs::remove_dir_all(&dir);
     run
+}
+
+/// The number after `label` at the start of a line of pgbench's summary.
+fn figure(summary: &str, label: &str) -> Option<f64> {
+    summary.lines().find_map(|line| {
+        line.strip_prefix(label)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 /// Every transaction's latency from pgbench's per-transaction logs (`client transaction

@@ -124,36 +124,15 @@ impl Load {
             .pool_max_idle_per_host(64)
             .build()
             .expect("an HTTP client");
-        let platform = login(&client, &apis[0], None, ADMIN.0, ADMIN.1)
+        let loads = register_writers(&client, &apis[0], "lab", tenants)
             .await
-            .expect("the bootstrap admin logs in");
-        let mut loads = Vec::new();
-        let run = &Uuid::now_v7().simple().to_string()[24..];
-        for n in 0..tenants {
-            let id = format!("lab-{run}-{n}");
-            let response = client
-                .post(format!("{}/v1/tenants", apis[0]))
-                .bearer_auth(&platform)
-                .json(&json!({"id": id, "name": format!("Lab tenant {n}"),
-                    "admin": {"username": "writer", "password": PASSWORD, "display_name": "Lab writer"}}))
-                .send()
-                .await
-                .expect("register a tenant");
-            assert_eq!(
-                response.status(),
-                StatusCode::CREATED,
-                "register {id}: {:?}",
-                response.text().await
-            );
-            let token = login(&client, &apis[0], Some(&id), "writer", PASSWORD)
-                .await
-                .expect("the tenant's writer logs in");
-            loads.push(TenantLoad {
+            .into_iter()
+            .map(|(id, token)| TenantLoad {
                 id,
                 token: RwLock::new(token),
                 customers: Mutex::new(Vec::new()),
-            });
-        }
+            })
+            .collect();
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let shared = Arc::new(Shared {
             client,
@@ -462,6 +441,43 @@ async fn send_until_answered(
             }
         }
     }
+}
+
+/// Registers `tenants` tenants (`<prefix>-<run>-<n>`), each with a writer as its admin, as
+/// the bootstrap platform admin; each tenant's id and its writer's token.
+pub async fn register_writers(
+    client: &reqwest::Client,
+    api: &str,
+    prefix: &str,
+    tenants: usize,
+) -> Vec<(String, String)> {
+    let platform = login(client, api, None, ADMIN.0, ADMIN.1)
+        .await
+        .expect("the bootstrap admin logs in");
+    let run = &Uuid::now_v7().simple().to_string()[24..];
+    let mut writers = Vec::with_capacity(tenants);
+    for n in 0..tenants {
+        let id = format!("{prefix}-{run}-{n}");
+        let response = client
+            .post(format!("{api}/v1/tenants"))
+            .bearer_auth(&platform)
+            .json(&json!({"id": id, "name": format!("{prefix} tenant {n}"),
+                "admin": {"username": "writer", "password": PASSWORD, "display_name": "Writer"}}))
+            .send()
+            .await
+            .expect("register a tenant");
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "register {id}: {:?}",
+            response.text().await
+        );
+        let token = login(client, api, Some(&id), "writer", PASSWORD)
+            .await
+            .expect("the tenant's writer logs in");
+        writers.push((id, token));
+    }
+    writers
 }
 
 pub async fn login(
